@@ -1,0 +1,113 @@
+"""``khabar train``, ``khabar export`` and ``khabar evaluate``.
+
+They live on the one ``khabar`` command but import torch and transformers only
+when run, so the runtime works with just the ``serve`` extra installed.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from serving.errors import MissingExtraError
+
+TRAIN_HELP = "Fine-tune an encoder on the recipe's corpora and save a training run."
+EXPORT_HELP = "Export a training run to an ONNX model directory (trim, optimise, int8, parity)."
+EVALUATE_HELP = "Evaluate an exported model on the dev or test split through the ONNX runtime."
+OVERRIDE_HELP = "Override a config value, e.g. --set training.epochs=2 (repeatable)."
+
+
+def _require_training_extra() -> None:
+    missing = [
+        name
+        for name in ("torch", "transformers", "seqeval", "onnx")
+        if importlib.util.find_spec(name) is None
+    ]
+    if missing:
+        raise MissingExtraError(
+            f"this command needs {', '.join(missing)}: install them with pip install -e '.[train]'"
+        )
+
+
+def _setup_logging(quiet: bool) -> None:
+    logging.basicConfig(
+        level=logging.WARNING if quiet else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _print_report(report: dict[str, Any]) -> None:
+    typer.echo(json.dumps(report, ensure_ascii=False, indent=2))
+
+
+def register(app: typer.Typer) -> None:
+    """Add the training-side commands to ``app``; they import torch only when run."""
+
+    @app.command("train", help=TRAIN_HELP)
+    def train_cli(
+        config: Annotated[Path, typer.Argument(help="Recipe YAML (configs/default.yaml).")],
+        output: Annotated[Path, typer.Option("--output", "-o", help="Run directory.")] = Path(
+            "runs/default"
+        ),
+        overrides: Annotated[list[str] | None, typer.Option("--set", help=OVERRIDE_HELP)] = None,
+        quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    ) -> None:
+        _require_training_extra()
+        _setup_logging(quiet)
+        from training.cli import run_train
+
+        run_dir = run_train(config, output, overrides or [], progress=not quiet)
+        typer.echo(f"training run saved to {run_dir}")
+
+    @app.command("export", help=EXPORT_HELP)
+    def export_cli(
+        run_dir: Annotated[Path, typer.Argument(help="A directory written by khabar train.")],
+        output: Annotated[Path, typer.Option("--output", "-o", help="Model directory.")] = Path(
+            "models/default"
+        ),
+        overrides: Annotated[list[str] | None, typer.Option("--set", help=OVERRIDE_HELP)] = None,
+        threads: Annotated[int | None, typer.Option(help="onnxruntime threads.")] = None,
+        quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+    ) -> None:
+        _require_training_extra()
+        _setup_logging(quiet)
+        from training.cli import run_export
+
+        metadata = run_export(run_dir, output, overrides or [], threads=threads)
+        _print_report(
+            {"model": str(output), "files": metadata.onnx_files, "metrics": metadata.metrics}
+        )
+
+    @app.command("evaluate", help=EVALUATE_HELP)
+    def evaluate_cli(
+        model_dir: Annotated[Path, typer.Argument(help="An exported model directory.")],
+        config: Annotated[
+            Path | None, typer.Option(help="Recipe (default: the one stored with the model).")
+        ] = None,
+        split: Annotated[str, typer.Option(help="dev or test.")] = "test",
+        variant: Annotated[str | None, typer.Option(help="int8 or fp32.")] = None,
+        record: Annotated[
+            bool, typer.Option(help="Store the figures in khabar.json and MODEL_CARD.md.")
+        ] = False,
+        baseline: Annotated[
+            bool, typer.Option(help="Also score a TF-IDF + linear SVM topic baseline.")
+        ] = False,
+        overrides: Annotated[list[str] | None, typer.Option("--set", help=OVERRIDE_HELP)] = None,
+        threads: Annotated[int | None, typer.Option(help="onnxruntime threads.")] = None,
+        quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+    ) -> None:
+        _require_training_extra()
+        _setup_logging(quiet)
+        from training.cli import run_evaluate
+
+        report = run_evaluate(
+            model_dir, config, overrides or [], split, variant, record, baseline, threads
+        )
+        _print_report(report)

@@ -1,0 +1,86 @@
+"""The KhabarError family: every failure a user can cause or meet, mapped once.
+
+Core code raises these and knows nothing of HTTP or exit codes beyond the two
+class attributes; the CLI's ``main()`` and the API's exception handlers read them.
+"""
+
+from __future__ import annotations
+
+
+class KhabarError(Exception):
+    """Base class: a failure that is reported to the user as one readable line."""
+
+    exit_code: int = 1
+    http_status: int = 500
+    error_type: str = "khabar_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ConfigError(KhabarError):
+    """A bad YAML config, an unknown label or an impossible combination of settings."""
+
+    exit_code = 2
+    http_status = 500
+    error_type = "config_error"
+
+
+class DataError(KhabarError):
+    """A corpus file is missing or malformed; the message names the file and line."""
+
+    exit_code = 2
+    http_status = 500
+    error_type = "data_error"
+
+
+class ModelLoadError(KhabarError):
+    """The model directory is missing, incomplete or corrupt."""
+
+    exit_code = 3
+    http_status = 503
+    error_type = "model_load_error"
+
+
+class InputError(KhabarError):
+    """A record or request body cannot be analysed as it stands."""
+
+    exit_code = 1
+    http_status = 422
+    error_type = "input_error"
+
+
+class LimitExceeded(KhabarError):
+    """Too many characters, documents or bytes for the configured limits."""
+
+    exit_code = 1
+    http_status = 413
+    error_type = "limit_exceeded"
+
+
+class Overloaded(KhabarError):
+    """The server's work queue is full; the client should retry later."""
+
+    exit_code = 1
+    http_status = 429
+    error_type = "overloaded"
+
+
+class InferenceError(KhabarError):
+    """ONNX Runtime failed on input that passed validation."""
+
+    exit_code = 1
+    http_status = 424
+    error_type = "inference_error"
+
+
+class MissingExtraError(KhabarError):
+    """A command needs an optional dependency group that is not installed."""
+
+    exit_code = 2
+    http_status = 500
+    error_type = "missing_extra"

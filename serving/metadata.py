@@ -1,0 +1,111 @@
+"""ModelMetadata: everything inference needs to know about a model directory.
+
+A model directory is self-describing: the ONNX graph(s), ``tokenizer.json``,
+this metadata file and a model card. Serving reads only this file, never the
+training YAML, so a model keeps working when configs change.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from serving.decode import bio_tags
+from serving.errors import ModelLoadError
+from serving.normalise import NormaliserSettings
+
+METADATA_NAME = "khabar.json"
+TOKENIZER_NAME = "tokenizer.json"
+CARD_NAME = "MODEL_CARD.md"
+FORMAT_VERSION = 1
+
+
+class SpecialTokens(BaseModel):
+    """Ids the runtime adds around each window and uses for padding."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    cls_id: int
+    sep_id: int
+    pad_id: int
+
+
+class ModelMetadata(BaseModel):
+    """Labels, thresholds, normalisation, windowing and provenance of one model."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    format_version: int = FORMAT_VERSION
+    name: str = "khabar"
+    entity_types: list[str] = Field(default_factory=list)
+    entity_display_names: dict[str, str] = Field(default_factory=dict)
+    topic_labels: list[str] = Field(default_factory=list)
+    topic_display_names: dict[str, str] = Field(default_factory=dict)
+    topic_kinds: dict[str, str] = Field(default_factory=dict)
+    thresholds: dict[str, float] = Field(default_factory=dict)
+    normaliser: NormaliserSettings = Field(default_factory=NormaliserSettings)
+    max_length: int = 256
+    stride: int = 64
+    decoder: str = "viterbi"
+    special_tokens: SpecialTokens
+    onnx_files: dict[str, str] = Field(default_factory=lambda: {"int8": "model.int8.onnx"})
+    default_variant: str = "int8"
+    base_encoder: dict[str, Any] = Field(default_factory=dict)
+    training: dict[str, Any] = Field(default_factory=dict)
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    versions: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check_consistency(self) -> ModelMetadata:
+        if not self.entity_types and not self.topic_labels:
+            raise ValueError("a model needs an entity head, a topic head or both")
+        if self.default_variant not in self.onnx_files:
+            raise ValueError(
+                f"default_variant {self.default_variant!r} is not in onnx_files "
+                f"{sorted(self.onnx_files)}"
+            )
+        if not 0 <= self.stride < self.max_length - 2:
+            raise ValueError(f"stride {self.stride} must be below max_length - 2")
+        return self
+
+    @property
+    def entity_tags(self) -> list[str]:
+        """BIO tags in the column order of the entity head."""
+        return bio_tags(self.entity_types) if self.entity_types else []
+
+    @property
+    def max_content(self) -> int:
+        """Content tokens per window (``max_length`` minus the two special tokens)."""
+        return self.max_length - 2
+
+    def save(self, directory: Path) -> Path:
+        """Write the metadata file into ``directory``."""
+        path = directory / METADATA_NAME
+        path.write_text(
+            json.dumps(self.model_dump(mode="json"), ensure_ascii=False, indent=2) + "\n",
+            encoding="utf-8",
+        )
+        return path
+
+    @classmethod
+    def load(cls, directory: Path) -> ModelMetadata:
+        """Read and validate ``directory/khabar.json``.
+
+        Raises:
+            ModelLoadError: The file is missing, not JSON or not valid metadata.
+        """
+        path = directory / METADATA_NAME
+        if not path.is_file():
+            raise ModelLoadError(
+                f"{directory} is not a khabar model directory (no {METADATA_NAME})"
+            )
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            return cls.model_validate(data)
+        except (json.JSONDecodeError, ValidationError, UnicodeDecodeError) as exc:
+            first = str(exc).splitlines()
+            detail = " ".join(first[:3]) if first else type(exc).__name__
+            raise ModelLoadError(f"invalid model metadata {path}: {detail}") from exc

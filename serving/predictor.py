@@ -1,0 +1,257 @@
+"""Predictor: loads a model directory once and analyses documents.
+
+``analyze`` composes the steps of the data path (normalise -> split words ->
+tokenise -> window -> batch -> encode -> merge -> decode -> map spans) and does
+nothing else; each step is a public method so that evaluation and the HTTP
+server can reuse or replace it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from serving.decode import decode_tags, log_softmax, sigmoid, tags_to_spans, topics_over_threshold
+from serving.errors import ModelLoadError
+from serving.metadata import TOKENIZER_NAME, ModelMetadata
+from serving.normalise import Normalised, normalise
+from serving.session import ENTITY_OUTPUT, TOPIC_OUTPUT, OnnxSession
+from serving.spans import Entity, to_entities
+from serving.tokenise import Encoded, Word, encode_words, load_tokenizer, split_words
+from serving.windows import Window, merge_document_scores, merge_token_scores, plan_windows
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_BATCH_SIZE = 16
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A document made ready for the encoder."""
+
+    normalised: Normalised
+    words: list[Word]
+    encoded: Encoded
+    windows: list[Window]
+
+
+@dataclass(frozen=True)
+class Scores:
+    """Merged raw outputs for one document: word logits and topic logits."""
+
+    word_logits: np.ndarray | None
+    topic_logits: np.ndarray | None
+
+
+@dataclass(frozen=True)
+class DocumentResult:
+    """What khabar says about one document."""
+
+    id: str | None
+    entities: list[Entity]
+    topics: list[tuple[str, float]]
+    topic_scores: dict[str, float]
+    n_tokens: int = field(default=0, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON shape of the CLI and the API."""
+        return {
+            "id": self.id,
+            "entities": [entity.to_dict() for entity in self.entities],
+            "topics": [{"label": label, "score": round(score, 4)} for label, score in self.topics],
+            "topic_scores": {label: round(score, 4) for label, score in self.topic_scores.items()},
+        }
+
+
+class Predictor:
+    """An exported khabar model, ready to analyse text.
+
+    >>> predictor = Predictor.load(Path("models/default"))  # doctest: +SKIP
+    >>> predictor.analyze(["زار الرئيس ماكرون بيروت"])[0].entities  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        metadata: ModelMetadata,
+        tokenizer: Any,
+        session: OnnxSession,
+        model_dir: Path | None = None,
+    ) -> None:
+        """Assemble a predictor from loaded parts (see :meth:`load`)."""
+        self.metadata = metadata
+        self.tokenizer = tokenizer
+        self.session = session
+        self.model_dir = model_dir
+        self.entity_tags = metadata.entity_tags
+
+    @classmethod
+    def load(
+        cls, model_dir: Path, threads: int | None = None, variant: str | None = None
+    ) -> Predictor:
+        """Load a model directory.
+
+        Args:
+            model_dir: Directory with ``khabar.json``, ``tokenizer.json`` and the ONNX file(s).
+            threads: onnxruntime intra-op threads (default: the CPUs available, up to 8).
+            variant: Which ONNX file to use (``int8``, ``fp32``); default from the metadata.
+
+        Raises:
+            ModelLoadError: Anything is missing or corrupt.
+        """
+        model_dir = Path(model_dir)
+        if not model_dir.is_dir():
+            raise ModelLoadError(f"model directory not found: {model_dir}")
+        metadata = ModelMetadata.load(model_dir)
+        variant = variant or metadata.default_variant
+        if variant not in metadata.onnx_files:
+            raise ModelLoadError(
+                f"model {model_dir} has no {variant!r} variant; "
+                f"it has {sorted(metadata.onnx_files)}"
+            )
+        tokenizer_path = model_dir / TOKENIZER_NAME
+        if not tokenizer_path.is_file():
+            raise ModelLoadError(f"{model_dir} has no {TOKENIZER_NAME}")
+        tokenizer = load_tokenizer(tokenizer_path)
+        session = OnnxSession(model_dir / metadata.onnx_files[variant], threads=threads)
+        return cls(metadata, tokenizer, session, model_dir)
+
+    # -- steps -----------------------------------------------------------------
+
+    def prepare(self, texts: Sequence[str]) -> list[Prepared]:
+        """Normalise, split into words, tokenise and plan windows for each text."""
+        normalised = [normalise(text, self.metadata.normaliser) for text in texts]
+        words = [split_words(n.text) for n in normalised]
+        encoded = encode_words(self.tokenizer, [[w.text for w in ws] for ws in words])
+        return [
+            Prepared(
+                normalised=n,
+                words=ws,
+                encoded=e,
+                windows=plan_windows(
+                    doc, e.n_tokens, self.metadata.max_content, self.metadata.stride
+                ),
+            )
+            for doc, (n, ws, e) in enumerate(zip(normalised, words, encoded, strict=True))
+        ]
+
+    def batches(self, prepared: Sequence[Prepared], batch_size: int) -> list[list[Window]]:
+        """Group all windows into batches of similar length, so padding stays small."""
+        windows = sorted(
+            (w for p in prepared for w in p.windows), key=lambda w: (w.length, w.doc, w.start)
+        )
+        return [windows[i : i + batch_size] for i in range(0, len(windows), batch_size)]
+
+    def collate(
+        self, prepared: Sequence[Prepared], batch: Sequence[Window]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Build padded ``input_ids`` and ``attention_mask`` with CLS/SEP around each window."""
+        special = self.metadata.special_tokens
+        width = max(w.length for w in batch) + 2
+        input_ids = np.full((len(batch), width), special.pad_id, dtype=np.int64)
+        attention_mask = np.zeros((len(batch), width), dtype=np.int64)
+        for row, window in enumerate(batch):
+            content = prepared[window.doc].encoded.ids[window.start : window.end]
+            input_ids[row, 0] = special.cls_id
+            input_ids[row, 1 : 1 + window.length] = content
+            input_ids[row, 1 + window.length] = special.sep_id
+            attention_mask[row, : window.length + 2] = 1
+        return input_ids, attention_mask
+
+    def encode(self, prepared: Sequence[Prepared], batch_size: int) -> list[Scores]:
+        """Run the encoder over every window and merge window outputs per document."""
+        token_scores: list[dict[int, np.ndarray]] = [{} for _ in prepared]
+        topic_scores: list[dict[int, np.ndarray]] = [{} for _ in prepared]
+        for batch in self.batches(prepared, batch_size):
+            input_ids, attention_mask = self.collate(prepared, batch)
+            outputs = self.session.run(input_ids, attention_mask)
+            entity_logits = outputs.get(ENTITY_OUTPUT)
+            topic_logits = outputs.get(TOPIC_OUTPUT)
+            for row, window in enumerate(batch):
+                if entity_logits is not None:
+                    token_scores[window.doc][window.start] = entity_logits[
+                        row, 1 : 1 + window.length
+                    ]
+                if topic_logits is not None:
+                    topic_scores[window.doc][window.start] = topic_logits[row]
+        results = []
+        for doc, item in enumerate(prepared):
+            word_logits = None
+            if token_scores[doc]:
+                merged = merge_token_scores(
+                    item.encoded.n_tokens,
+                    item.windows,
+                    [token_scores[doc][w.start] for w in item.windows],
+                )
+                word_logits = self._word_logits(merged, item.encoded)
+            doc_topics = None
+            if topic_scores[doc]:
+                doc_topics = merge_document_scores(
+                    item.windows, [topic_scores[doc][w.start] for w in item.windows]
+                )
+            results.append(Scores(word_logits=word_logits, topic_logits=doc_topics))
+        return results
+
+    def _word_logits(self, token_logits: np.ndarray, encoded: Encoded) -> np.ndarray:
+        """Logits of each word's first sub-token; a word without pieces is forced to O."""
+        n_tags = token_logits.shape[1]
+        first = encoded.word_first_token
+        word_logits = np.zeros((first.shape[0], n_tags), dtype=np.float32)
+        has_piece = first >= 0
+        word_logits[has_piece] = token_logits[first[has_piece]]
+        word_logits[~has_piece, 1:] = -1e4
+        return word_logits
+
+    def decode(self, prepared: Prepared, scores: Scores, doc_id: str | None) -> DocumentResult:
+        """Turn merged scores into entities (spans into the original text) and topics."""
+        entities: list[Entity] = []
+        if scores.word_logits is not None and len(prepared.words):
+            log_probs = log_softmax(scores.word_logits)
+            tag_ids = decode_tags(log_probs, self.entity_tags, self.metadata.decoder)
+            spans = tags_to_spans(tag_ids, np.exp(log_probs), self.entity_tags)
+            entities = to_entities(spans, prepared.words, prepared.normalised)
+        topic_scores: dict[str, float] = {}
+        topics: list[tuple[str, float]] = []
+        if scores.topic_logits is not None:
+            probabilities = sigmoid(scores.topic_logits)
+            labels = self.metadata.topic_labels
+            topic_scores = {label: float(p) for label, p in zip(labels, probabilities, strict=True)}
+            topics = topics_over_threshold(probabilities, labels, self.metadata.thresholds)
+        return DocumentResult(
+            id=doc_id,
+            entities=entities,
+            topics=topics,
+            topic_scores=topic_scores,
+            n_tokens=prepared.encoded.n_tokens,
+        )
+
+    # -- entry point -----------------------------------------------------------
+
+    def analyze(
+        self,
+        texts: Sequence[str],
+        ids: Sequence[str | None] | None = None,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+    ) -> list[DocumentResult]:
+        """Analyse documents: entities with exact spans, and topic scores.
+
+        Args:
+            texts: Documents as the user sent them.
+            ids: Optional id per document, echoed in the results.
+            batch_size: Windows per encoder call.
+
+        Returns:
+            One result per text, in input order.
+        """
+        if ids is None:
+            ids = [None] * len(texts)
+        prepared = self.prepare(texts)
+        scores = self.encode(prepared, batch_size)
+        return [
+            self.decode(item, score, doc_id)
+            for item, score, doc_id in zip(prepared, scores, ids, strict=True)
+        ]

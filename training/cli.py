@@ -1,0 +1,169 @@
+"""The work behind ``khabar train``, ``khabar export`` and ``khabar evaluate``.
+
+Plain functions that tests call directly; ``serving/cli/training_commands.py``
+wraps them in typer commands and imports this module only when one is run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from serving.errors import ConfigError
+from serving.metadata import ModelMetadata
+from serving.predictor import Predictor
+from training.card import write_card
+from training.config import KhabarConfig, load_config
+from training.data.corpora import Corpora, load_corpora
+from training.evaluate import entity_report, topic_probabilities, topic_report, tune_thresholds
+
+logger = logging.getLogger(__name__)
+
+
+def run_train(config_path: Path, output: Path, overrides: list[str], progress: bool = True) -> Path:
+    """Train the recipe at ``config_path`` into the run directory ``output``."""
+    from training.trainer import train
+
+    config = load_config(config_path, overrides)
+    return train(config, output, show_progress=progress)
+
+
+def _config_of(
+    metadata: ModelMetadata, config_path: Path | None, overrides: list[str]
+) -> KhabarConfig:
+    if config_path is not None:
+        return load_config(config_path, overrides)
+    stored = metadata.training.get("config")
+    if not stored:
+        raise ConfigError("this model records no training config: pass --config")
+    return KhabarConfig.model_validate(stored)
+
+
+def evaluate_model(
+    predictor: Predictor, config: KhabarConfig, corpora: Corpora, split: str
+) -> dict[str, Any]:
+    """Entity and topic reports of one split, through ``predictor``."""
+    report: dict[str, Any] = {}
+    sentences = getattr(corpora, f"entity_{split}")
+    if predictor.metadata.entity_types and sentences:
+        report["entity"] = entity_report(predictor, sentences)
+    examples = getattr(corpora, f"topic_{split}")
+    if predictor.metadata.topic_labels and examples and config.topics is not None:
+        probabilities = topic_probabilities(predictor, examples)
+        report["topic"] = topic_report(
+            probabilities,
+            examples,
+            predictor.metadata.topic_labels,
+            config.topics.sections,
+            predictor.metadata.thresholds,
+        )
+    return report
+
+
+def _texts(corpora: Corpora) -> list[str]:
+    texts = [s.text for s in corpora.entity_train + corpora.entity_dev + corpora.entity_test]
+    texts += [e.text for e in corpora.topic_train + corpora.topic_dev + corpora.topic_test]
+    return texts
+
+
+def run_export(
+    run_dir: Path, output: Path, overrides: list[str], threads: int | None = None
+) -> ModelMetadata:
+    """Export a run, tune topic thresholds on dev with the shipped variant, record dev metrics."""
+    from training.export import corpus_words, export_run
+
+    run = (
+        json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+        if (run_dir / "run.json").is_file()
+        else None
+    )
+    if run is None:
+        from serving.errors import ModelLoadError
+
+        raise ModelLoadError(f"{run_dir} is not a training run (no run.json)")
+    config = KhabarConfig.model_validate(run["config"])
+    if overrides:
+        from training.config import _set_dotted, parse_overrides
+
+        data = config.model_dump(mode="json")
+        for dotted, value in parse_overrides(overrides).items():
+            _set_dotted(data, dotted, value)
+        config = KhabarConfig.model_validate(data)
+    draft = ModelMetadata.model_validate(run["metadata"])
+    full_trim_corpus = config.export.trim_vocab
+    corpora = load_corpora(config, with_test=full_trim_corpus)
+    corpus = corpus_words(_texts(corpora), draft) if config.export.trim_vocab else None
+    metadata, _ = export_run(run_dir, output, config.export, corpus)
+
+    dev: dict[str, Any] = {}
+    variants = sorted(metadata.onnx_files, key=lambda v: v != metadata.default_variant)
+    for variant in variants:
+        predictor = Predictor.load(output, threads=threads, variant=variant)
+        if variant == metadata.default_variant and metadata.topic_labels and corpora.topic_dev:
+            assert config.topics is not None
+            probabilities = topic_probabilities(predictor, corpora.topic_dev)
+            thresholds = tune_thresholds(probabilities, corpora.topic_dev, metadata.topic_labels)
+            metadata = metadata.model_copy(update={"thresholds": thresholds})
+            metadata.save(output)
+            predictor = Predictor.load(output, threads=threads, variant=variant)
+        dev[variant] = evaluate_model(predictor, config, corpora, "dev")
+        logger.info("dev (%s): %s", variant, json.dumps(_headline(dev[variant])))
+    metadata = metadata.model_copy(update={"metrics": {**metadata.metrics, "dev": dev}})
+    metadata.save(output)
+    write_card(output, metadata, _card_notes(config))
+    return metadata
+
+
+def _headline(report: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if "entity" in report:
+        out["entity_micro_f1"] = report["entity"]["micro_f1"]
+    if "topic" in report:
+        out["topic_micro_f1"] = report["topic"]["micro_f1"]
+        out["section_accuracy"] = report["topic"].get("section_accuracy")
+    return out
+
+
+def _card_notes(config: KhabarConfig) -> str:
+    notes_path = config.card_notes
+    if notes_path is None:
+        return ""
+    return Path(notes_path).read_text(encoding="utf-8")
+
+
+def run_evaluate(
+    model_dir: Path,
+    config_path: Path | None,
+    overrides: list[str],
+    split: str = "test",
+    variant: str | None = None,
+    record: bool = False,
+    baseline: bool = False,
+    threads: int | None = None,
+) -> dict[str, Any]:
+    """Evaluate an exported model on a split; optionally record it in metadata and card."""
+    if split not in ("dev", "test"):
+        raise ConfigError(f"split must be 'dev' or 'test', not {split!r}")
+    predictor = Predictor.load(model_dir, threads=threads, variant=variant)
+    metadata = predictor.metadata
+    config = _config_of(metadata, config_path, overrides)
+    corpora = load_corpora(config, with_test=split == "test")
+    report = evaluate_model(predictor, config, corpora, split)
+    if baseline and "topic" in report and config.topics is not None:
+        from training.baseline import tfidf_svm_baseline
+
+        held_out = getattr(corpora, f"topic_{split}")
+        report["topic"]["baseline"] = tfidf_svm_baseline(
+            corpora.topic_train, held_out, config.topics.sections
+        )
+    chosen = variant or metadata.default_variant
+    if record:
+        metrics = dict(metadata.metrics)
+        metrics.setdefault(split, {})
+        metrics[split] = {**metrics[split], chosen: report}
+        metadata = metadata.model_copy(update={"metrics": metrics})
+        metadata.save(model_dir)
+        write_card(model_dir, metadata, _card_notes(config))
+    return report

