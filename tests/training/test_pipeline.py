@@ -1,0 +1,105 @@
+"""Train -> export -> evaluate on the tiny corpora with a random 2-layer BERT."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from serving.metadata import ModelMetadata
+from serving.predictor import Predictor
+from tests import tiny
+from training.config import ExportConfig
+from training.export import export_run, load_run
+from training.torch_session import TorchSession
+
+TEXTS = ["زار الرئيس ماكرون بيروت .", "وصل الوفد إلى القاهرة صباح اليوم . " * 8, ""]
+
+
+def test_training_run_records_config_data_and_history(tiny_run):
+    run = json.loads((tiny_run / "run.json").read_text(encoding="utf-8"))
+    assert run["config"]["name"] == "khabar-tiny"
+    assert all(len(digest) == 64 for digest in run["data_files"].values())
+    assert run["history"] and "dev" in run["history"][-1]
+    assert run["versions"]["torch"]
+    losses = [h["train_loss"]["entity"] for h in run["history"]]
+    assert losses[-1] < losses[0]
+
+
+def test_exported_model_is_self_describing(tiny_model_dir):
+    names = {p.name for p in tiny_model_dir.iterdir()}
+    assert {"khabar.json", "tokenizer.json", "MODEL_CARD.md", "model.onnx", "model.int8.onnx"} <= names
+    metadata = ModelMetadata.load(tiny_model_dir)
+    export = metadata.metrics["export"]
+    assert max(export["parity_max_abs_diff"].values()) < 1e-3
+    assert export["vocab"]["trimmed"] and export["vocab"]["corpus_tokens_checked_one_to_one"] > 0
+    assert set(metadata.metrics["dev"]) == {"int8", "fp32"}
+    assert set(metadata.thresholds) == set(metadata.topic_labels)
+    assert all(0 < t < 1 for t in metadata.thresholds.values())
+    card = (tiny_model_dir / "MODEL_CARD.md").read_text(encoding="utf-8")
+    assert "ANERcorp" in card and "int8" in card
+
+
+def test_onnx_fp32_matches_torch_through_the_same_predictor(tiny_run, tmp_path):
+    output = tmp_path / "untrimmed"
+    export_run(tiny_run, output, ExportConfig(trim_vocab=False, quantize=False))
+    onnx = Predictor.load(output, threads=1, variant="fp32")
+    _, model = load_run(tiny_run)
+    torch_predictor = Predictor(onnx.metadata, onnx.tokenizer, TorchSession(model, threads=1))
+    for a, b in zip(onnx.analyze(TEXTS), torch_predictor.analyze(TEXTS), strict=True):
+        assert [(e.start, e.end, e.label) for e in a.entities] == [
+            (e.start, e.end, e.label) for e in b.entities
+        ]
+        np.testing.assert_allclose(
+            list(a.topic_scores.values()), list(b.topic_scores.values()), atol=1e-4
+        )
+
+
+def test_evaluate_reports_entity_and_topic_scores(tiny_model_dir):
+    from training.cli import run_evaluate
+
+    report = run_evaluate(tiny_model_dir, None, [], split="test", record=True, threads=1)
+    entity, topic = report["entity"], report["topic"]
+    assert 0 <= entity["micro_f1"] <= 100
+    assert {"PER", "LOC", "ORG"} <= set(entity["per_type"])
+    assert 0 <= topic["section_accuracy"] <= 100
+    assert set(topic["per_label"]) == set(ModelMetadata.load(tiny_model_dir).topic_labels)
+    stored = ModelMetadata.load(tiny_model_dir).metrics["test"]["int8"]
+    assert stored["entity"]["micro_f1"] == entity["micro_f1"]
+
+
+def test_sentencepiece_encoder_trains_and_exports_end_to_end(tmp_path, tiny_corpora):
+    from training.cli import run_export, run_train
+
+    encoder = tiny.build_tiny_encoder(tmp_path / "encoder", "unigram")
+    config = tiny.write_config(tmp_path, encoder, tiny_corpora, training__epochs=1)
+    run = run_train(config, tmp_path / "run", [], progress=False)
+    metadata = run_export(run, tmp_path / "model", [], threads=1)
+    assert metadata.special_tokens.cls_id == 0 and metadata.special_tokens.pad_id == 1
+    [result] = Predictor.load(tmp_path / "model", threads=1).analyze(["زار ماكرون بيروت"])
+    assert set(result.topic_scores) == set(metadata.topic_labels)
+
+
+def test_entity_only_model(tmp_path, tiny_corpora):
+    from training.cli import run_export, run_train
+
+    encoder = tiny.build_tiny_encoder(tmp_path / "encoder", "wordpiece")
+    config = tiny.write_config(tmp_path, encoder, tiny_corpora, training__epochs=1)
+    run = run_train(config, tmp_path / "run", ["topics=null"], progress=False)
+    metadata = run_export(run, tmp_path / "model", [], threads=1)
+    assert metadata.topic_labels == []
+    [result] = Predictor.load(tmp_path / "model", threads=1).analyze(["زار ماكرون بيروت"])
+    assert result.topic_scores == {} and result.topics == []
+
+
+def test_malformed_corpus_stops_training_with_file_and_line(tmp_path, tiny_corpora):
+    from serving.errors import DataError
+    from training.cli import run_train
+
+    bad = tmp_path / "bad.txt"
+    bad.write_text("زار O\nماكرون\n", encoding="utf-8")
+    encoder = tiny.build_tiny_encoder(tmp_path / "encoder", "wordpiece")
+    config = tiny.write_config(tmp_path, encoder, dict(tiny_corpora, ner_train=bad))
+    with pytest.raises(DataError, match=r"bad.txt:2"):
+        run_train(config, tmp_path / "run", [], progress=False)

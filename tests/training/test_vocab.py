@@ -1,0 +1,61 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+from tokenizers import Tokenizer
+
+from serving.errors import ConfigError
+from tests import tiny
+from training.vocab import check_one_to_one, trim_vocabulary, used_token_ids
+
+CORPUS = [["زار", "الرئيس", "بيروت", "."], ["قال", "أحمد", "سعيد"]]
+
+
+@pytest.fixture(params=["wordpiece", "unigram"])
+def tokenizer_path(request, tmp_path) -> Path:
+    build = tiny.build_wordpiece_tokenizer if request.param == "wordpiece" else tiny.build_unigram_tokenizer
+    build(tmp_path)
+    return tmp_path / "tokenizer.json"
+
+
+def test_trimmed_ids_map_one_to_one_on_the_corpus(tokenizer_path):
+    original = Tokenizer.from_file(str(tokenizer_path))
+    trimmed = trim_vocabulary(tokenizer_path.read_text(encoding="utf-8"), used_token_ids(original, CORPUS))
+    assert trimmed.size < original.get_vocab_size()
+    new = Tokenizer.from_str(trimmed.tokenizer_json)
+    assert check_one_to_one(original, new, trimmed.new_to_old, CORPUS) > 0
+    assert np.all(np.diff(trimmed.new_to_old) > 0)
+
+
+def test_text_outside_the_corpus_still_tokenises_without_unknowns(tokenizer_path):
+    original = Tokenizer.from_file(str(tokenizer_path))
+    trimmed = trim_vocabulary(tokenizer_path.read_text(encoding="utf-8"), used_token_ids(original, CORPUS))
+    new = Tokenizer.from_str(trimmed.tokenizer_json)
+    words = ["الأهلي", "غزة"]
+    old_unk = original.encode(words, is_pretokenized=True).tokens.count(original.id_to_token(1))
+    encoding = new.encode(words, is_pretokenized=True)
+    assert encoding.tokens[0] in ("[CLS]", "<s>")
+    unknown = [t for t in encoding.tokens if t in ("[UNK]", "<unk>")]
+    assert len(unknown) <= old_unk
+
+
+def test_special_tokens_keep_their_roles(tokenizer_path):
+    original = Tokenizer.from_file(str(tokenizer_path))
+    trimmed = trim_vocabulary(tokenizer_path.read_text(encoding="utf-8"), used_token_ids(original, CORPUS))
+    new = Tokenizer.from_str(trimmed.tokenizer_json)
+    a = original.encode(CORPUS[0], is_pretokenized=True)
+    b = new.encode(CORPUS[0], is_pretokenized=True)
+    assert a.tokens == b.tokens
+
+
+def test_a_detected_difference_fails_the_check(tokenizer_path):
+    original = Tokenizer.from_file(str(tokenizer_path))
+    trimmed = trim_vocabulary(tokenizer_path.read_text(encoding="utf-8"), used_token_ids(original, CORPUS))
+    wrong = trimmed.new_to_old[::-1].copy()
+    with pytest.raises(AssertionError):
+        check_one_to_one(original, Tokenizer.from_str(trimmed.tokenizer_json), wrong, CORPUS)
+
+
+def test_unsupported_tokenizer_model_is_rejected():
+    with pytest.raises(ConfigError, match="Unigram and WordPiece"):
+        trim_vocabulary('{"model": {"type": "BPE", "vocab": {}}, "added_tokens": []}', set())
