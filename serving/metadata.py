@@ -21,6 +21,9 @@ METADATA_NAME = "khabar.json"
 TOKENIZER_NAME = "tokenizer.json"
 CARD_NAME = "MODEL_CARD.md"
 FORMAT_VERSION = 1
+MODEL_ENV = "KHABAR_MODEL"
+# models/default at the repository root, beside the ``serving`` package.
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[1] / "models" / "default"
 
 
 class SpecialTokens(BaseModel):

@@ -8,47 +8,143 @@ from pathlib import Path
 # (token, tag) sentences written for the tests; PERS is the corpus' spelling of PER.
 SENTENCES: list[list[tuple[str, str]]] = [
     [("زار", "O"), ("الرئيس", "O"), ("ماكرون", "B-PERS"), ("بيروت", "B-LOC"), (".", "O")],
-    [("قال", "O"), ("أحمد", "B-PERS"), ("سعيد", "I-PERS"), ("إن", "O"), ("الأمم", "B-ORG"),
-     ("المتحدة", "I-ORG"), ("تدعم", "O"), ("لبنان", "B-LOC"), (".", "O")],
-    [("وصل", "O"), ("الوفد", "O"), ("إلى", "O"), ("القاهرة", "B-LOC"), ("صباح", "O"),
-     ("اليوم", "O"), (".", "O")],
-    [("فاز", "O"), ("نادي", "B-ORG"), ("الأهلي", "I-ORG"), ("بكأس", "O"), ("أفريقيا", "B-MISC"),
-     (".", "O")],
-    [("التقى", "O"), ("بوتين", "B-PERS"), ("زيلينسكي", "B-PERS"), ("في", "O"), ("إسطنبول", "B-LOC"),
-     (".", "O")],
-    [("أعلنت", "O"), ("شركة", "O"), ("أرامكو", "B-ORG"), ("أرباحها", "O"), ("(2024)", "O"),
-     (".", "O")],
-    [("غادر", "O"), ("محمد", "B-PERS"), ("عمان", "B-LOC"), ("متجها", "O"), ("إلى", "O"),
-     ("دمشق", "B-LOC"), (".", "O")],
-    [("ذكرت", "O"), ("وكالة", "B-ORG"), ("رويترز", "I-ORG"), ("أن", "O"), ("الاجتماع", "O"),
-     ("انتهى", "O"), (".", "O")],
+    [
+        ("قال", "O"),
+        ("أحمد", "B-PERS"),
+        ("سعيد", "I-PERS"),
+        ("إن", "O"),
+        ("الأمم", "B-ORG"),
+        ("المتحدة", "I-ORG"),
+        ("تدعم", "O"),
+        ("لبنان", "B-LOC"),
+        (".", "O"),
+    ],
+    [
+        ("وصل", "O"),
+        ("الوفد", "O"),
+        ("إلى", "O"),
+        ("القاهرة", "B-LOC"),
+        ("صباح", "O"),
+        ("اليوم", "O"),
+        (".", "O"),
+    ],
+    [
+        ("فاز", "O"),
+        ("نادي", "B-ORG"),
+        ("الأهلي", "I-ORG"),
+        ("بكأس", "O"),
+        ("أفريقيا", "B-MISC"),
+        (".", "O"),
+    ],
+    [
+        ("التقى", "O"),
+        ("بوتين", "B-PERS"),
+        ("زيلينسكي", "B-PERS"),
+        ("في", "O"),
+        ("إسطنبول", "B-LOC"),
+        (".", "O"),
+    ],
+    [
+        ("أعلنت", "O"),
+        ("شركة", "O"),
+        ("أرامكو", "B-ORG"),
+        ("أرباحها", "O"),
+        ("(2024)", "O"),
+        (".", "O"),
+    ],
+    [
+        ("غادر", "O"),
+        ("محمد", "B-PERS"),
+        ("عمان", "B-LOC"),
+        ("متجها", "O"),
+        ("إلى", "O"),
+        ("دمشق", "B-LOC"),
+        (".", "O"),
+    ],
+    [
+        ("ذكرت", "O"),
+        ("وكالة", "B-ORG"),
+        ("رويترز", "I-ORG"),
+        ("أن", "O"),
+        ("الاجتماع", "O"),
+        ("انتهى", "O"),
+        (".", "O"),
+    ],
 ]
 
 ARTICLES: list[dict[str, str]] = [
-    {"source": "skynews", "section": "middleEast", "title": "غارات على غزة",
-     "text": "قصفت طائرات حربية مواقع في غزة وقتل عدد من المدنيين في الحرب."},
-    {"source": "skynews", "section": "internationalNews", "title": "انتخابات في فرنسا",
-     "text": "يتوجه الناخبون في فرنسا إلى صناديق الاقتراع لاختيار رئيس جديد."},
-    {"source": "bbc", "section": "sport", "title": "الأهلي يفوز",
-     "text": "فاز نادي الأهلي على منافسه بهدفين في مباراة كرة القدم."},
-    {"source": "bbc", "section": "economy", "title": "أسعار النفط",
-     "text": "ارتفعت أسعار النفط في الأسواق العالمية مع زيادة الطلب والاستثمار."},
-    {"source": "cnn", "section": "technology", "title": "هاتف جديد",
-     "text": "كشفت الشركة عن هاتف ذكي جديد بكاميرا وتطبيقات للذكاء الاصطناعي."},
-    {"source": "alarabia", "section": "culture", "title": "مهرجان السينما",
-     "text": "افتتح مهرجان السينما دورته الجديدة بعرض فيلم عن الفن والموسيقى."},
-    {"source": "alarabia", "section": "internationalNews", "title": "محادثات في جنيف",
-     "text": "بدأت في جنيف محادثات بين روسيا وأوكرانيا لوقف الحرب في دونباس."},
-    {"source": "cnn", "section": "middleEast", "title": "الحرب في اليمن",
-     "text": "تواصلت المعارك في اليمن بين الحوثيين وقوات التحالف العربي."},
-    {"source": "skynews", "section": "sport", "title": "كأس العالم",
-     "text": "تستعد المنتخبات لبطولة كأس العالم لكرة القدم في روسيا."},
-    {"source": "bbc", "section": "technology", "title": "شبكات الجيل الخامس",
-     "text": "تطلق شركات الاتصالات شبكات الجيل الخامس للإنترنت السريع."},
-    {"source": "skynews", "section": "economy", "title": "البورصة",
-     "text": "أغلقت البورصة على ارتفاع بعد قرار البنك المركزي خفض الفائدة."},
-    {"source": "cnn", "section": "internationalNews", "title": "قمة في بروكسل",
-     "text": "عقد قادة الاتحاد الأوروبي قمة في بروكسل لبحث الهجرة."},
+    {
+        "source": "skynews",
+        "section": "middleEast",
+        "title": "غارات على غزة",
+        "text": "قصفت طائرات حربية مواقع في غزة وقتل عدد من المدنيين في الحرب.",
+    },
+    {
+        "source": "skynews",
+        "section": "internationalNews",
+        "title": "انتخابات في فرنسا",
+        "text": "يتوجه الناخبون في فرنسا إلى صناديق الاقتراع لاختيار رئيس جديد.",
+    },
+    {
+        "source": "bbc",
+        "section": "sport",
+        "title": "الأهلي يفوز",
+        "text": "فاز نادي الأهلي على منافسه بهدفين في مباراة كرة القدم.",
+    },
+    {
+        "source": "bbc",
+        "section": "economy",
+        "title": "أسعار النفط",
+        "text": "ارتفعت أسعار النفط في الأسواق العالمية مع زيادة الطلب والاستثمار.",
+    },
+    {
+        "source": "cnn",
+        "section": "technology",
+        "title": "هاتف جديد",
+        "text": "كشفت الشركة عن هاتف ذكي جديد بكاميرا وتطبيقات للذكاء الاصطناعي.",
+    },
+    {
+        "source": "alarabia",
+        "section": "culture",
+        "title": "مهرجان السينما",
+        "text": "افتتح مهرجان السينما دورته الجديدة بعرض فيلم عن الفن والموسيقى.",
+    },
+    {
+        "source": "alarabia",
+        "section": "internationalNews",
+        "title": "محادثات في جنيف",
+        "text": "بدأت في جنيف محادثات بين روسيا وأوكرانيا لوقف الحرب في دونباس.",
+    },
+    {
+        "source": "cnn",
+        "section": "middleEast",
+        "title": "الحرب في اليمن",
+        "text": "تواصلت المعارك في اليمن بين الحوثيين وقوات التحالف العربي.",
+    },
+    {
+        "source": "skynews",
+        "section": "sport",
+        "title": "كأس العالم",
+        "text": "تستعد المنتخبات لبطولة كأس العالم لكرة القدم في روسيا.",
+    },
+    {
+        "source": "bbc",
+        "section": "technology",
+        "title": "شبكات الجيل الخامس",
+        "text": "تطلق شركات الاتصالات شبكات الجيل الخامس للإنترنت السريع.",
+    },
+    {
+        "source": "skynews",
+        "section": "economy",
+        "title": "البورصة",
+        "text": "أغلقت البورصة على ارتفاع بعد قرار البنك المركزي خفض الفائدة.",
+    },
+    {
+        "source": "cnn",
+        "section": "internationalNews",
+        "title": "قمة في بروكسل",
+        "text": "عقد قادة الاتحاد الأوروبي قمة في بروكسل لبحث الهجرة.",
+    },
 ]
 
 POSTS = [
@@ -87,8 +183,11 @@ def write_corpora(root: Path) -> dict[str, Path]:
     with fignews.open("w", encoding="utf-8") as handle:
         for index, text in enumerate(POSTS):
             handle.write(
-                json.dumps({"id": str(index), "source_language": "Arabic", "text": text},
-                           ensure_ascii=False) + "\n"
+                json.dumps(
+                    {"id": str(index), "source_language": "Arabic", "text": text},
+                    ensure_ascii=False,
+                )
+                + "\n"
             )
     paths["fignews"] = fignews
     return paths
@@ -122,7 +221,10 @@ def build_wordpiece_tokenizer(directory: Path) -> None:
     )
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tokenizer,
-        unk_token="[UNK]", cls_token="[CLS]", sep_token="[SEP]", pad_token="[PAD]",
+        unk_token="[UNK]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        pad_token="[PAD]",
         mask_token="[MASK]",
     )
     fast.save_pretrained(directory)
@@ -145,8 +247,13 @@ def build_unigram_tokenizer(directory: Path) -> None:
     )
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tokenizer,
-        unk_token="<unk>", cls_token="<s>", sep_token="</s>", pad_token="<pad>",
-        mask_token="<mask>", bos_token="<s>", eos_token="</s>",
+        unk_token="<unk>",
+        cls_token="<s>",
+        sep_token="</s>",
+        pad_token="<pad>",
+        mask_token="<mask>",
+        bos_token="<s>",
+        eos_token="</s>",
     )
     fast.save_pretrained(directory)
 
@@ -164,8 +271,13 @@ def build_tiny_encoder(directory: Path, family: str = "wordpiece") -> Path:
     tokenizer = AutoTokenizer.from_pretrained(directory)
     torch.manual_seed(0)
     config = BertConfig(
-        vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=64, max_position_embeddings=128, pad_token_id=tokenizer.pad_token_id,
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+        pad_token_id=tokenizer.pad_token_id,
     )
     BertModel(config, add_pooling_layer=False).save_pretrained(directory)
     return directory
@@ -187,23 +299,50 @@ def write_config(root: Path, encoder: Path, corpora: dict[str, Path], **extra: o
             "dev_fraction": 0.2,
         },
         "topics": {
-            "labels": ["politics", "economy", "sport", "technology", "culture", "middle_east",
-                       "middle_east_conflict", "russia_ukraine"],
+            "labels": [
+                "politics",
+                "economy",
+                "sport",
+                "technology",
+                "culture",
+                "middle_east",
+                "middle_east_conflict",
+                "russia_ukraine",
+            ],
             "display_names": {"sport": "رياضة"},
-            "kinds": {"politics": "section", "economy": "section", "sport": "section",
-                      "technology": "section", "culture": "section", "middle_east": "region",
-                      "middle_east_conflict": "story", "russia_ukraine": "story"},
+            "kinds": {
+                "politics": "section",
+                "economy": "section",
+                "sport": "section",
+                "technology": "section",
+                "culture": "section",
+                "middle_east": "region",
+                "middle_east_conflict": "story",
+                "russia_ukraine": "story",
+            },
             "ant_paths": [str(corpora["ant"])],
-            "section_map": {"internationalNews": "politics", "middleEast": "politics",
-                            "economy": "economy", "sport": "sport", "technology": "technology",
-                            "culture": "culture"},
+            "section_map": {
+                "internationalNews": "politics",
+                "middleEast": "politics",
+                "economy": "economy",
+                "sport": "sport",
+                "technology": "technology",
+                "culture": "culture",
+            },
             "story_rules": str(repo / "configs" / "stories.yaml"),
             "fignews": str(corpora["fignews"]),
             "split": {"train": 0.6, "dev": 0.2, "test": 0.2},
         },
         "windows": {"max_length": 24, "stride": 6, "topic_train_max_length": 24},
-        "training": {"seed": 1, "epochs": 4, "learning_rate": 1e-3, "ner_batch_size": 8,
-                     "topic_batch_size": 8, "threads": 1, "warmup_ratio": 0.0},
+        "training": {
+            "seed": 1,
+            "epochs": 4,
+            "learning_rate": 1e-3,
+            "ner_batch_size": 8,
+            "topic_batch_size": 8,
+            "threads": 1,
+            "warmup_ratio": 0.0,
+        },
         "export": {"per_channel": False, "trim_vocab": True},
     }
     for dotted, value in extra.items():

@@ -52,7 +52,8 @@ def _topic_section(title: str, report: dict[str, Any], metadata: ModelMetadata) 
     ]
     if "section_accuracy" in report:
         extra.append(
-            f"- section accuracy (primary = best-scoring section) **{report['section_accuracy']}%** "
+            "- section accuracy (primary = best-scoring section) "
+            f"**{report['section_accuracy']}%** "
             f"on {report['section_documents']} documents"
         )
     me = report["per_label"].get("middle_east")
@@ -87,7 +88,8 @@ def render_card(metadata: ModelMetadata, notes: str = "") -> str:
     if source:
         parts.append(f"- base weights: {source.get('weights_quantization', '')}")
     parts.append(
-        f"- window {metadata.max_length} tokens, stride {metadata.stride}; decoder `{metadata.decoder}`"
+        f"- window {metadata.max_length} tokens, stride {metadata.stride}; "
+        f"decoder `{metadata.decoder}`"
     )
     parts.append(f"- normaliser: `{metadata.normaliser.model_dump()}`")
     parts.append(f"- files: {metadata.onnx_files} (default `{metadata.default_variant}`)")

@@ -62,12 +62,6 @@ def evaluate_model(
     return report
 
 
-def _texts(corpora: Corpora) -> list[str]:
-    texts = [s.text for s in corpora.entity_train + corpora.entity_dev + corpora.entity_test]
-    texts += [e.text for e in corpora.topic_train + corpora.topic_dev + corpora.topic_test]
-    return texts
-
-
 def run_export(
     run_dir: Path, output: Path, overrides: list[str], threads: int | None = None
 ) -> ModelMetadata:
@@ -94,7 +88,7 @@ def run_export(
     draft = ModelMetadata.model_validate(run["metadata"])
     full_trim_corpus = config.export.trim_vocab
     corpora = load_corpora(config, with_test=full_trim_corpus)
-    corpus = corpus_words(_texts(corpora), draft) if config.export.trim_vocab else None
+    corpus = corpus_words(corpora.texts(), draft) if config.export.trim_vocab else None
     metadata, _ = export_run(run_dir, output, config.export, corpus)
 
     dev: dict[str, Any] = {}

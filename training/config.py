@@ -122,6 +122,7 @@ class TrainingConfig(_Frozen):
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     max_grad_norm: float = 1.0
     threads: int | None = None
+    trim_vocab: bool = True
     eval_every_epoch: bool = True
 
 

@@ -252,9 +252,26 @@ def train(config: KhabarConfig, output: Path, show_progress: bool = True) -> Pat
         encoder_info["source"] = json.loads(source_file.read_text(encoding="utf-8"))
     metadata = draft_metadata(config, special, encoder_info)
 
-    corpora = load_corpora(config, with_test=False)
+    # Test texts only widen the vocabulary that is kept; their labels are never read here.
+    corpora = load_corpora(config, with_test=settings.trim_vocab)
     tags = bio_tags(config.entities.types) if config.entities else []
     labels = list(config.topics.labels) if config.topics else []
+    encoder = build_encoder(encoder_path, attn_implementation="sdpa")
+    model = KhabarModel(encoder, len(tags), len(labels), dropout=config.encoder.dropout)
+    if settings.trim_vocab:
+        # A 250k-row embedding costs optimiser time and memory on every step; the corpus
+        # uses a fraction of it, and export would drop the rest anyway.
+        from training.export import corpus_words, trim_model
+
+        vocab = trim_model(
+            model, output / TOKENIZER_FILE, corpus_words(corpora.texts(), metadata), output
+        )
+        vocab.pop("new_to_old")
+        tokenizer = load_tokenizer(output / TOKENIZER_FILE)
+        encoder_info["vocabulary"] = vocab
+        metadata = metadata.model_copy(update={"base_encoder": encoder_info})
+        logger.info("vocabulary trimmed: %s", vocab)
+    corpora.entity_test, corpora.topic_test = [], []
     window = config.windows
     entity_feats = (
         entity_features(
@@ -285,8 +302,6 @@ def train(config: KhabarConfig, output: Path, show_progress: bool = True) -> Pat
         "features: %d entity windows, %d topic documents", len(entity_feats), len(topic_feats)
     )
 
-    encoder = build_encoder(encoder_path, attn_implementation="sdpa")
-    model = KhabarModel(encoder, len(tags), len(labels), dropout=config.encoder.dropout)
     if config.encoder.freeze_embeddings:
         model.encoder.get_input_embeddings().weight.requires_grad_(False)
     optimizer = _optimizer(model, config)
@@ -342,7 +357,7 @@ def train(config: KhabarConfig, output: Path, show_progress: bool = True) -> Pat
             optimizer.step()
             scheduler.step()
             step += 1
-            running[batch.task].append(float(loss))
+            running[batch.task].append(float(loss.detach()))
             progress.update(1)
             if step % 20 == 0:
                 progress.set_postfix(

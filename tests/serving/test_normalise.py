@@ -5,7 +5,8 @@ from serving.normalise import NormaliserSettings, normalise
 
 ARABIC_WITH_MARKS = st.text(
     alphabet=st.sampled_from(
-        list("محمدقالبيروتأإآىة ٠١٢ 12abc.,") + ["\u064e", "\u0651", "\u0640", "\u200f", "\u200b", "\r", "\n", "😀"]
+        list("محمدقالبيروتأإآىة ٠١٢ 12abc.,")
+        + ["\u064e", "\u0651", "\u0640", "\u200f", "\u200b", "\r", "\n", "😀"]
     ),
     max_size=60,
 )

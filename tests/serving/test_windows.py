@@ -14,7 +14,7 @@ class TestPlanWindows:
     def test_long_document_windows_overlap_by_stride_and_cover_everything(self):
         windows = plan_windows(0, 23, 8, 3)
         assert windows[0].start == 0 and windows[-1].end == 23
-        for previous, current in zip(windows, windows[1:]):
+        for previous, current in zip(windows, windows[1:], strict=False):
             assert previous.end - current.start == 3
         assert all(w.length <= 8 for w in windows)
 

@@ -29,7 +29,8 @@ def test_training_run_records_config_data_and_history(tiny_run):
 
 def test_exported_model_is_self_describing(tiny_model_dir):
     names = {p.name for p in tiny_model_dir.iterdir()}
-    assert {"khabar.json", "tokenizer.json", "MODEL_CARD.md", "model.onnx", "model.int8.onnx"} <= names
+    expected = {"khabar.json", "tokenizer.json", "MODEL_CARD.md", "model.onnx", "model.int8.onnx"}
+    assert expected <= names
     metadata = ModelMetadata.load(tiny_model_dir)
     export = metadata.metrics["export"]
     assert max(export["parity_max_abs_diff"].values()) < 1e-3

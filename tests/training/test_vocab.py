@@ -13,14 +13,22 @@ CORPUS = [["زار", "الرئيس", "بيروت", "."], ["قال", "أحمد", 
 
 @pytest.fixture(params=["wordpiece", "unigram"])
 def tokenizer_path(request, tmp_path) -> Path:
-    build = tiny.build_wordpiece_tokenizer if request.param == "wordpiece" else tiny.build_unigram_tokenizer
+    builders = {
+        "wordpiece": tiny.build_wordpiece_tokenizer,
+        "unigram": tiny.build_unigram_tokenizer,
+    }
+    build = builders[request.param]
     build(tmp_path)
     return tmp_path / "tokenizer.json"
 
 
+def trim(path: Path, original: Tokenizer):
+    return trim_vocabulary(path.read_text(encoding="utf-8"), used_token_ids(original, CORPUS))
+
+
 def test_trimmed_ids_map_one_to_one_on_the_corpus(tokenizer_path):
     original = Tokenizer.from_file(str(tokenizer_path))
-    trimmed = trim_vocabulary(tokenizer_path.read_text(encoding="utf-8"), used_token_ids(original, CORPUS))
+    trimmed = trim(tokenizer_path, original)
     assert trimmed.size < original.get_vocab_size()
     new = Tokenizer.from_str(trimmed.tokenizer_json)
     assert check_one_to_one(original, new, trimmed.new_to_old, CORPUS) > 0
@@ -29,7 +37,7 @@ def test_trimmed_ids_map_one_to_one_on_the_corpus(tokenizer_path):
 
 def test_text_outside_the_corpus_still_tokenises_without_unknowns(tokenizer_path):
     original = Tokenizer.from_file(str(tokenizer_path))
-    trimmed = trim_vocabulary(tokenizer_path.read_text(encoding="utf-8"), used_token_ids(original, CORPUS))
+    trimmed = trim(tokenizer_path, original)
     new = Tokenizer.from_str(trimmed.tokenizer_json)
     words = ["الأهلي", "غزة"]
     old_unk = original.encode(words, is_pretokenized=True).tokens.count(original.id_to_token(1))
@@ -41,7 +49,7 @@ def test_text_outside_the_corpus_still_tokenises_without_unknowns(tokenizer_path
 
 def test_special_tokens_keep_their_roles(tokenizer_path):
     original = Tokenizer.from_file(str(tokenizer_path))
-    trimmed = trim_vocabulary(tokenizer_path.read_text(encoding="utf-8"), used_token_ids(original, CORPUS))
+    trimmed = trim(tokenizer_path, original)
     new = Tokenizer.from_str(trimmed.tokenizer_json)
     a = original.encode(CORPUS[0], is_pretokenized=True)
     b = new.encode(CORPUS[0], is_pretokenized=True)
@@ -50,7 +58,7 @@ def test_special_tokens_keep_their_roles(tokenizer_path):
 
 def test_a_detected_difference_fails_the_check(tokenizer_path):
     original = Tokenizer.from_file(str(tokenizer_path))
-    trimmed = trim_vocabulary(tokenizer_path.read_text(encoding="utf-8"), used_token_ids(original, CORPUS))
+    trimmed = trim(tokenizer_path, original)
     wrong = trimmed.new_to_old[::-1].copy()
     with pytest.raises(AssertionError):
         check_one_to_one(original, Tokenizer.from_str(trimmed.tokenizer_json), wrong, CORPUS)

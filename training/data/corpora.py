@@ -34,6 +34,12 @@ class Corpora:
     topic_test: list[TopicExample] = field(default_factory=list)
     files: dict[str, str] = field(default_factory=dict)
 
+    def texts(self) -> list[str]:
+        """Every text of every split, for the vocabulary a model keeps."""
+        texts = [s.text for s in self.entity_train + self.entity_dev + self.entity_test]
+        texts += [e.text for e in self.topic_train + self.topic_dev + self.topic_test]
+        return texts
+
     def counts(self) -> dict[str, int]:
         """Sizes of each split, for logs and the model card."""
         return {

@@ -1,0 +1,367 @@
+"""``khabar predict``: analyse files or stdin in batches and write JSON lines.
+
+``predict_cli`` only checks options, loads the model and reports; the work is in
+``predict_records``, a plain function over records, a predictor and a stream, which
+is what tests call. Output has one line per input document, in input order, and is
+flushed after every chunk, so an interrupted run keeps everything it finished.
+
+>>> with open("out.jsonl", "w", encoding="utf-8") as out:  # doctest: +SKIP
+...     summary = predict_records(read_inputs(["news.jsonl"]), predictor, out)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Protocol, TextIO
+
+import typer
+
+from serving.cli.readers import (
+    DEFAULT_ID_FIELD,
+    DEFAULT_TEXT_FIELD,
+    STDIN,
+    FieldNames,
+    Item,
+    Record,
+    RecordError,
+    check_inputs,
+    read_inputs,
+)
+from serving.errors import InferenceError, ModelLoadError
+from serving.metadata import DEFAULT_MODEL_DIR, MODEL_ENV
+from serving.predictor import DEFAULT_BATCH_SIZE
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import Task
+    from rich.text import Text
+
+    from serving.metadata import ModelMetadata
+    from serving.predictor import DocumentResult, Predictor
+
+logger = logging.getLogger(__name__)
+
+# Documents handed to the predictor at once: enough to sort windows by length and keep
+# padding low, few enough that memory stays flat on inputs of any size.
+DEFAULT_CHUNK_SIZE = 64
+
+PREDICT_HELP = (
+    "Tag named entities and topics in documents and write one JSON line per document. "
+    "Reads .jsonl/.ndjson, .csv, .tsv, .txt, directories of .txt files and - (JSON lines "
+    "on stdin). A bad record becomes an {id, error} line and the run goes on; the exit "
+    "code is 1 if any record failed."
+)
+INPUTS_HELP = "Files or directories to analyse, in order; - reads JSON lines from stdin."
+OUTPUT_HELP = "Write JSON lines to this file instead of stdout."
+MODEL_HELP = "Exported model directory."
+BATCH_SIZE_HELP = "Windows (of up to max_length tokens) per encoder call."
+THREADS_HELP = "onnxruntime intra-op threads (default: CPUs available, up to 8)."
+TEXT_FIELD_HELP = "JSON key or CSV/TSV column holding the text."
+ID_FIELD_HELP = "JSON key or CSV/TSV column holding the id (default id: FILE:LINE)."
+TEXT_HELP = "Analyse this text and print a readable table instead of JSON."
+QUIET_HELP = "No progress bar and no summary unless records failed."
+
+
+class Analyzer(Protocol):
+    """What ``predict_records`` needs of a predictor (a fake in tests)."""
+
+    def analyze(
+        self,
+        texts: Sequence[str],
+        ids: Sequence[str | None] | None = None,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+    ) -> list[DocumentResult]:
+        """Analyse documents, one result per text, in order."""
+        ...
+
+
+@dataclass(frozen=True)
+class Summary:
+    """How many documents were analysed and how many failed."""
+
+    n_ok: int
+    n_failed: int
+
+    @property
+    def n_total(self) -> int:
+        """All documents read, analysed or not."""
+        return self.n_ok + self.n_failed
+
+
+def predict_records(
+    records: Iterable[Item],
+    predictor: Analyzer,
+    out_stream: TextIO,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    progress: Callable[[int], None] | None = None,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+) -> Summary:
+    """Analyse records chunk by chunk and write one JSON line per record, in order.
+
+    Args:
+        records: Records and record errors, e.g. from :func:`read_inputs`.
+        predictor: Anything with ``analyze(texts, ids, batch_size)``.
+        out_stream: Text stream for the JSON lines; flushed after every chunk.
+        batch_size: Windows per encoder call, passed to the predictor.
+        progress: Called with the number of documents finished after each chunk.
+        chunk_size: Records read before the predictor runs; bounds memory use.
+
+    Returns:
+        Counts of analysed and failed documents.
+
+    A document onnxruntime fails on gets an error line like a bad record does;
+    anything else (Ctrl-C, a bug) propagates, and every chunk written before it
+    stays in ``out_stream``.
+    """
+    n_ok = n_failed = 0
+    for chunk in _chunks(records, chunk_size):
+        lines = _analyze_chunk(chunk, predictor, batch_size)
+        for line in lines:
+            if "error" in line:
+                n_failed += 1
+            else:
+                n_ok += 1
+            out_stream.write(json.dumps(line, ensure_ascii=False) + "\n")
+        out_stream.flush()
+        if progress is not None:
+            progress(len(chunk))
+    return Summary(n_ok=n_ok, n_failed=n_failed)
+
+
+def _chunks(items: Iterable[Item], size: int) -> Iterator[list[Item]]:
+    chunk: list[Item] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _analyze_chunk(
+    chunk: Sequence[Item], predictor: Analyzer, batch_size: int
+) -> list[dict[str, Any]]:
+    """Output objects for one chunk, record errors kept in their slots."""
+    records = [item for item in chunk if isinstance(item, Record)]
+    by_index: dict[int, dict[str, Any]] = {
+        item.index: {"id": item.id, "error": item.error}
+        for item in chunk
+        if isinstance(item, RecordError)
+    }
+    if records:
+        by_index.update(_analyze_records(records, predictor, batch_size))
+    return [by_index[item.index] for item in chunk]
+
+
+def _analyze_records(
+    records: Sequence[Record], predictor: Analyzer, batch_size: int
+) -> dict[int, dict[str, Any]]:
+    """Analyse records together; if the batch fails, retry one by one to find the culprit.
+
+    One document that trips onnxruntime should cost an error line, not the other
+    63 documents of its chunk.
+    """
+    try:
+        results = predictor.analyze(
+            [r.text for r in records], [r.id for r in records], batch_size=batch_size
+        )
+        return {r.index: result.to_dict() for r, result in zip(records, results, strict=True)}
+    except InferenceError as exc:
+        if len(records) == 1:
+            logger.debug("record %s failed: %s", records[0].id, exc)
+            return {records[0].index: {"id": records[0].id, "error": str(exc)}}
+        logger.info("a chunk of %d documents failed; retrying one by one", len(records))
+    lines: dict[int, dict[str, Any]] = {}
+    for record in records:
+        lines.update(_analyze_records([record], predictor, batch_size))
+    return lines
+
+
+def load_predictor(model_dir: Path, threads: int | None = None) -> Predictor:
+    """Load the model, with a hint on how to point khabar at one when it is missing.
+
+    Raises:
+        ModelLoadError: The directory is missing or not a usable model.
+    """
+    from serving.predictor import Predictor
+
+    if not model_dir.is_dir():
+        raise ModelLoadError(
+            f"model directory not found: {model_dir}; pass --model DIR or set {MODEL_ENV}"
+        )
+    started = time.perf_counter()
+    predictor = Predictor.load(model_dir, threads=threads)
+    logger.info("loaded %s in %.1f s", model_dir, time.perf_counter() - started)
+    return predictor
+
+
+def predict_cli(
+    inputs: Annotated[
+        list[str] | None,
+        typer.Argument(help=INPUTS_HELP, metavar="INPUT", show_default=False),
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help=OUTPUT_HELP, metavar="OUT.jsonl", dir_okay=False),
+    ] = None,
+    model: Annotated[
+        Path, typer.Option("--model", help=MODEL_HELP, envvar=MODEL_ENV, metavar="DIR")
+    ] = DEFAULT_MODEL_DIR,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", help=BATCH_SIZE_HELP, min=1, metavar="N")
+    ] = DEFAULT_BATCH_SIZE,
+    threads: Annotated[
+        int | None, typer.Option("--threads", help=THREADS_HELP, min=1, metavar="N")
+    ] = None,
+    text_field: Annotated[
+        str, typer.Option("--text-field", help=TEXT_FIELD_HELP)
+    ] = DEFAULT_TEXT_FIELD,
+    id_field: Annotated[str, typer.Option("--id-field", help=ID_FIELD_HELP)] = DEFAULT_ID_FIELD,
+    text: Annotated[str | None, typer.Option("--text", help=TEXT_HELP)] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help=QUIET_HELP)] = False,
+) -> None:
+    """Check options, load the model, run :func:`predict_records` and report."""
+    inputs = inputs or []
+    if text is not None:
+        if inputs or output is not None:
+            raise typer.BadParameter(
+                "--text prints a table; it takes no INPUT and no --output", param_hint="--text"
+            )
+        if not text.strip():
+            raise typer.BadParameter("the text is empty", param_hint="--text")
+        predictor = load_predictor(model, threads)
+        result = predictor.analyze([text], ["text"], batch_size=batch_size)[0]
+        _print_tables(result, predictor.metadata, _stdout_console())
+        return
+    if not inputs:
+        raise typer.BadParameter(
+            "give one or more INPUT files, - for stdin, or --text TEXT", param_hint="INPUT"
+        )
+    fields = FieldNames(text=text_field, id=id_field)
+    check_inputs(inputs, fields)
+    if output is not None:
+        _check_output(output, inputs)
+    predictor = load_predictor(model, threads)
+
+    show_progress = not quiet and sys.stderr.isatty() and (output is not None or not _stdout_tty())
+    started = time.perf_counter()
+    with _open_output(output) as out, _progress_bar(show_progress) as progress:
+        summary = predict_records(
+            read_inputs(inputs, fields), predictor, out, batch_size=batch_size, progress=progress
+        )
+    elapsed = time.perf_counter() - started
+    if summary.n_failed:
+        typer.echo(
+            f"{summary.n_failed} of {summary.n_total} documents failed "
+            f'(their lines have an "error" field)',
+            err=True,
+        )
+        raise typer.Exit(code=1)
+    if not quiet:
+        rate = summary.n_total / elapsed if elapsed > 0 else 0.0
+        typer.echo(
+            f"analysed {summary.n_total} documents in {elapsed:.1f} s ({rate:.1f} documents/s)",
+            err=True,
+        )
+
+
+def _check_output(output: Path, inputs: Sequence[str]) -> None:
+    """Refuse an output that would overwrite an input or cannot be created."""
+    resolved = output.resolve()
+    for name in inputs:
+        if name != STDIN and Path(name).resolve() == resolved:
+            raise typer.BadParameter(f"{output} is also an input", param_hint="--output")
+    if not resolved.parent.is_dir():
+        raise typer.BadParameter(f"directory {output.parent} does not exist", param_hint="--output")
+
+
+def _stdout_tty() -> bool:
+    return sys.stdout.isatty()
+
+
+@contextmanager
+def _open_output(output: Path | None) -> Iterator[TextIO]:
+    """The output file, or stdout switched to UTF-8 whatever the locale says."""
+    if output is None:
+        stdout = sys.stdout
+        encoding = (getattr(stdout, "encoding", None) or "").lower().replace("-", "")
+        if encoding != "utf8" and hasattr(stdout, "reconfigure"):
+            stdout.reconfigure(encoding="utf-8")
+        yield stdout
+        return
+    try:
+        stream = output.open("w", encoding="utf-8", newline="\n")
+    except OSError as exc:
+        raise typer.BadParameter(
+            f"cannot write {output}: {exc.strerror or exc}", param_hint="--output"
+        ) from exc
+    with stream:
+        yield stream
+
+
+@contextmanager
+def _progress_bar(enabled: bool) -> Iterator[Callable[[int], None] | None]:
+    """A rich progress line on stderr with documents/s, or nothing when not wanted."""
+    if not enabled:
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import Progress, ProgressColumn, SpinnerColumn, TimeElapsedColumn
+    from rich.text import Text
+
+    class RateColumn(ProgressColumn):
+        """Documents per second; rich's own speed column counts bytes."""
+
+        def render(self, task: Task) -> Text:
+            speed = task.finished_speed or task.speed
+            return Text(f"{speed:.1f} documents/s" if speed else "", style="progress.data.speed")
+
+    columns = (SpinnerColumn(), "{task.completed} documents", RateColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("analysing", total=None)
+        yield lambda n: bar.advance(task, n)
+
+
+def _stdout_console() -> Console:
+    from rich.console import Console
+
+    return Console()
+
+
+def _print_tables(result: DocumentResult, metadata: ModelMetadata, console: Console) -> None:
+    """Entities and topic scores of one document as two readable tables."""
+    from rich.table import Table
+
+    entities = Table(title="Entities", title_justify="left")
+    for column in ("text", "label", "span", "score"):
+        entities.add_column(column, justify="right" if column == "score" else "left")
+    for entity in result.entities:
+        name = metadata.entity_display_names.get(entity.label)
+        label = f"{entity.label} ({name})" if name else entity.label
+        entities.add_row(entity.text, label, f"{entity.start}-{entity.end}", f"{entity.score:.3f}")
+    if metadata.entity_types:
+        console.print(entities if result.entities else "[dim]no entities found[/dim]")
+
+    if not result.topic_scores:
+        return
+    selected = {label for label, _ in result.topics}
+    topics = Table(title="Topics (* over its threshold)", title_justify="left")
+    for column in ("", "label", "name", "score"):
+        topics.add_column(column, justify="right" if column == "score" else "left")
+    for label, score in sorted(result.topic_scores.items(), key=lambda kv: -kv[1]):
+        topics.add_row(
+            "*" if label in selected else "",
+            label,
+            metadata.topic_display_names.get(label, ""),
+            f"{score:.3f}",
+            style="bold" if label in selected else None,
+        )
+    console.print(topics)

@@ -1,0 +1,214 @@
+"""Pydantic wire types of the HTTP API: what clients send and what they get back.
+
+The shapes mirror :meth:`serving.predictor.DocumentResult.to_dict`, so the CLI's
+JSON lines and the API's results read the same. Offsets are half-open
+``[start, end)`` character positions into the text the client sent.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+_EXAMPLE_TEXT = "زار الرئيس ماكرون بيروت أمس"
+_EXAMPLE_ENTITIES: list[dict[str, Any]] = [
+    {"text": "ماكرون", "label": "PER", "start": 11, "end": 17, "score": 0.9912},
+    {"text": "بيروت", "label": "LOC", "start": 18, "end": 23, "score": 0.9874},
+]
+_EXAMPLE_RESULT: dict[str, Any] = {
+    "id": "doc-1",
+    "entities": _EXAMPLE_ENTITIES,
+    "topics": [{"label": "politics", "score": 0.9731}],
+    "topic_scores": {"politics": 0.9731, "sports": 0.0112},
+}
+
+
+class EntityOut(BaseModel):
+    """A named entity; ``text == sent_text[start:end]`` always holds."""
+
+    text: str = Field(description="The entity exactly as it appears in the text sent.")
+    label: str = Field(description="Entity type, one of the model's entity_types.")
+    start: int = Field(ge=0, description="First character, counted in the text sent.")
+    end: int = Field(ge=0, description="One past the last character (half-open span).")
+    score: float = Field(ge=0.0, le=1.0, description="Mean tag probability over the span.")
+
+
+class TopicOut(BaseModel):
+    """A topic whose score is over its threshold."""
+
+    label: str
+    score: float = Field(ge=0.0, le=1.0)
+
+
+class DocumentResultOut(BaseModel):
+    """What khabar says about one document."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [_EXAMPLE_RESULT]})
+
+    id: str | None = Field(description="The id sent with the document, if any.")
+    entities: list[EntityOut]
+    topics: list[TopicOut] = Field(description="Topics over their thresholds, best first.")
+    topic_scores: dict[str, float] = Field(description="Score of every topic label.")
+
+
+def _check_not_blank(text: str) -> str:
+    """Reject whitespace-only text, which has nothing to analyse but would still cost a call."""
+    if not text.strip():
+        raise ValueError("text is empty; send at least one non-space character")
+    return text
+
+
+class DocumentIn(BaseModel):
+    """One document of a batch request."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str | None = Field(
+        default=None, max_length=1000, description="Echoed in the result.", examples=["doc-1"]
+    )
+    text: str = Field(min_length=1, description="The document text.", examples=[_EXAMPLE_TEXT])
+
+    @field_validator("text")
+    @classmethod
+    def _text_not_blank(cls, text: str) -> str:
+        return _check_not_blank(text)
+
+
+class AnalyzeRequest(BaseModel):
+    """Either one ``text`` or a list of ``documents``, never both."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"text": _EXAMPLE_TEXT},
+                {"documents": [{"id": "doc-1", "text": _EXAMPLE_TEXT}]},
+            ]
+        },
+    )
+
+    text: str | None = Field(
+        default=None,
+        min_length=1,
+        description="A single document; the response then has `result`.",
+        examples=[_EXAMPLE_TEXT],
+    )
+    documents: list[DocumentIn] | None = Field(
+        default=None,
+        min_length=1,
+        description="Several documents; the response then has `results`, in the same order.",
+        examples=[[{"id": "doc-1", "text": _EXAMPLE_TEXT}]],
+    )
+
+    @field_validator("text")
+    @classmethod
+    def _text_not_blank(cls, text: str | None) -> str | None:
+        return None if text is None else _check_not_blank(text)
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> AnalyzeRequest:
+        if (self.text is None) == (self.documents is None):
+            raise ValueError('send either "text" or "documents", not both and not neither')
+        return self
+
+    def to_documents(self) -> list[DocumentIn]:
+        """The request as a list of documents, so one code path serves both shapes."""
+        if self.documents is not None:
+            return self.documents
+        return [DocumentIn(text=self.text or "")]
+
+
+class AnalyzeResponse(BaseModel):
+    """Exactly one of ``result`` (request had ``text``) or ``results`` (had ``documents``)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"result": _EXAMPLE_RESULT}, {"results": [_EXAMPLE_RESULT]}]
+        }
+    )
+
+    result: DocumentResultOut | None = Field(
+        default=None, description="Present when the request had `text`."
+    )
+    results: list[DocumentResultOut] | None = Field(
+        default=None, description="Present when the request had `documents`; same order."
+    )
+
+
+class ErrorBody(BaseModel):
+    """The body of every error response, whatever its status."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "error": "document 3 has 120000 characters; the limit is 100000 per "
+                    "document: split it into smaller documents",
+                    "error_type": "limit_exceeded",
+                }
+            ]
+        }
+    )
+
+    error: str = Field(description="What went wrong and what to change.")
+    error_type: str = Field(description="Stable machine-readable kind of error.")
+
+
+class EntityTypeInfo(BaseModel):
+    """An entity type the model tags."""
+
+    label: str
+    display_name: str
+
+
+class TopicInfo(BaseModel):
+    """A topic label with its display name, kind and decision threshold."""
+
+    label: str
+    display_name: str
+    kind: str | None = None
+    threshold: float | None = None
+
+
+class ModelInfo(BaseModel):
+    """What the loaded model is and how well it did on its test sets."""
+
+    model_config = ConfigDict(protected_namespaces=())
+
+    name: str
+    base_encoder: dict[str, Any]
+    max_length: int
+    stride: int
+    entity_types: list[EntityTypeInfo]
+    topics: list[TopicInfo]
+    thresholds: dict[str, float]
+    metrics: dict[str, Any]
+    versions: dict[str, str]
+    threads: int | None = Field(default=None, description="onnxruntime intra-op threads.")
+
+
+class HealthResponse(BaseModel):
+    """Liveness or readiness of the server."""
+
+    status: Literal["ok", "ready"] = Field(description='"ok" for /health, "ready" for /ready.')
+
+
+# What each error status means on this API; routes document the ones they can send.
+ERROR_STATUS_DESCRIPTIONS: dict[int, str] = {
+    413: "Too large: the body, a document's characters or the number of documents is over "
+    "the server's limit; the error says which and what the limit is.",
+    422: "The request does not match the schema (or a text is empty); the error names the field.",
+    424: "The model failed on input that passed validation.",
+    429: "The server's work queue is full; retry after a short wait.",
+    500: "Unexpected server error; nothing was processed.",
+    503: "The model is not loaded (still loading, or failed to load).",
+}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses=`` for a route: each status with the one ErrorBody shape."""
+    return {
+        status: {"model": ErrorBody, "description": ERROR_STATUS_DESCRIPTIONS[status]}
+        for status in statuses
+    }

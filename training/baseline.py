@@ -1,0 +1,210 @@
+"""TF-IDF + linear SVM baselines for the topic head.
+
+A transformer topic head has to beat these numbers to be worth its size. Two tasks, the
+ones ANT can score without rules:
+
+* the section (politics, economy, sport, technology, culture) of every article whose
+  section labels are known, as single-label classification;
+* ``middle_east`` on the articles where it is known (the politics articles of the
+  sources that file Middle East news separately), as a binary task.
+
+Examples whose labels are unknown are left out of both training and scoring rather than
+counted as negatives.
+
+Run on the real corpus with::
+
+    .venv/bin/python -m training.baseline --eval-split test
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.metrics import accuracy_score, f1_score
+from sklearn.svm import LinearSVC
+
+from serving.errors import ConfigError
+from training.data.topics import (
+    ANT_MIDDLE_EAST_SOURCES,
+    ANT_SECTION_MAP,
+    DEFAULT_SPLIT,
+    SECTION_LABELS,
+    TOPIC_LABELS,
+    TopicExample,
+    deduplicate,
+    load_ant,
+    load_story_rules,
+    split_examples,
+)
+
+logger = logging.getLogger(__name__)
+
+
+def _vectorizer(analyzer: str, ngram_range: tuple[int, int], min_df: int) -> TfidfVectorizer:
+    return TfidfVectorizer(
+        analyzer=analyzer,
+        ngram_range=tuple(ngram_range),
+        min_df=min_df,
+        sublinear_tf=True,
+        max_features=300_000,
+        dtype=np.float32,
+    )
+
+
+def _primary_section(example: TopicExample, sections: Sequence[str]) -> str | None:
+    values = [example.labels.get(name) for name in sections]
+    if any(value is None for value in values):
+        return None
+    positives = [name for name, value in zip(sections, values, strict=True) if value >= 0.5]
+    return positives[0] if len(positives) == 1 else None
+
+
+def _fit_score(
+    train_texts: list[str],
+    train_y: list[str],
+    test_texts: list[str],
+    test_y: list[str],
+    analyzer: str,
+    ngram_range: tuple[int, int],
+    min_df: int,
+    c: float,
+) -> dict:
+    vectorizer = _vectorizer(analyzer, ngram_range, min_df)
+    train_x = vectorizer.fit_transform(train_texts)
+    model = LinearSVC(C=c)
+    model.fit(train_x, train_y)
+    predicted = model.predict(vectorizer.transform(test_texts))
+    classes = sorted(set(train_y) | set(test_y))
+    per_class = f1_score(test_y, predicted, labels=classes, average=None, zero_division=0)
+    return {
+        "accuracy": float(accuracy_score(test_y, predicted)),
+        "macro_f1": float(f1_score(test_y, predicted, average="macro", zero_division=0)),
+        "f1": {name: float(value) for name, value in zip(classes, per_class, strict=True)},
+        "n_train": len(train_texts),
+        "n_test": len(test_texts),
+        "n_features": len(vectorizer.vocabulary_),
+    }
+
+
+def tfidf_svm_baseline(
+    train: list[TopicExample],
+    test: list[TopicExample],
+    sections: Sequence[str],
+    *,
+    region_label: str = "middle_east",
+    analyzer: str = "word",
+    ngram_range: tuple[int, int] = (1, 2),
+    min_df: int = 2,
+    c: float = 0.5,
+) -> dict:
+    """Train and score the section and region baselines.
+
+    Args:
+        train: Training examples; those with an unknown label are skipped per task.
+        test: Examples to score; same rule.
+        sections: The section labels; an example takes part in the section task only
+            when all of them are known and exactly one is positive.
+        region_label: The binary label of the second task.
+        analyzer: ``"word"``, ``"char"`` or ``"char_wb"`` (scikit-learn's TF-IDF).
+        ngram_range: N-gram lengths for ``analyzer``.
+        min_df: Minimum document frequency of a feature, so typos and one-off names do
+            not fill the vocabulary.
+        c: The SVM's regularisation constant.
+
+    Returns:
+        ``{"section": {...}, region_label: {...}, "settings": {...}}``; each task has
+        ``accuracy``, ``macro_f1``, per-class ``f1`` and the example counts.
+
+    Raises:
+        ConfigError: A task has no training or no test examples.
+    """
+    settings = {"analyzer": analyzer, "ngram_range": list(ngram_range), "min_df": min_df, "c": c}
+    result: dict = {"settings": settings}
+
+    def section_data(examples: list[TopicExample]) -> tuple[list[str], list[str]]:
+        pairs = [(e.text, _primary_section(e, sections)) for e in examples]
+        kept = [(text, label) for text, label in pairs if label is not None]
+        return [text for text, _ in kept], [label for _, label in kept]
+
+    def region_data(examples: list[TopicExample]) -> tuple[list[str], list[str]]:
+        kept = [e for e in examples if e.labels.get(region_label) is not None]
+        labels = ["yes" if e.labels[region_label] >= 0.5 else "no" for e in kept]
+        return [e.text for e in kept], labels
+
+    for task, extract in (("section", section_data), (region_label, region_data)):
+        train_texts, train_y = extract(train)
+        test_texts, test_y = extract(test)
+        if not train_texts or not test_texts:
+            raise ConfigError(
+                f"baseline task {task!r}: {len(train_texts)} training and "
+                f"{len(test_texts)} test examples with known labels; both must be non-empty"
+            )
+        started = time.perf_counter()
+        result[task] = _fit_score(
+            train_texts, train_y, test_texts, test_y, analyzer, ngram_range, min_df, c
+        )
+        result[task]["seconds"] = round(time.perf_counter() - started, 1)
+        logger.info(
+            "%s baseline: accuracy %.4f on %d examples",
+            task,
+            result[task]["accuracy"],
+            result[task]["n_test"],
+        )
+    return result
+
+
+def _parse_fractions(text: str) -> dict[str, float]:
+    values = [float(part) for part in text.split(",")]
+    if len(values) != 3:
+        raise ConfigError(f"--split needs three fractions (train,dev,test), got {text!r}")
+    return dict(zip(("train", "dev", "test"), values, strict=True))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Measure the baselines on ANT v2.1 (de-duplicated, hash split) and print JSON."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ant-dir", type=Path, default=Path("../shared/data/topics/ant-v2.1"))
+    parser.add_argument(
+        "--stories", type=Path, default=None, help="story rules (not needed for the baselines)"
+    )
+    parser.add_argument("--split", default=",".join(str(v) for v in DEFAULT_SPLIT.values()))
+    parser.add_argument("--eval-split", choices=("dev", "test"), default="dev")
+    parser.add_argument("--analyzer", choices=("word", "char", "char_wb"), default="word")
+    parser.add_argument("--ngram", default="1,2", help="min,max n-gram length")
+    parser.add_argument("--min-df", type=int, default=2)
+    parser.add_argument("-c", type=float, default=0.5)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+
+    paths = sorted(args.ant_dir.glob("*.jsonl"))
+    if not paths:
+        raise ConfigError(f"{args.ant_dir}: no *.jsonl shards")
+    rules = load_story_rules(args.stories, TOPIC_LABELS) if args.stories else None
+    examples = load_ant(paths, TOPIC_LABELS, ANT_SECTION_MAP, ANT_MIDDLE_EAST_SOURCES, rules)
+    splits = split_examples(deduplicate(examples), _parse_fractions(args.split))
+    low, high = (int(part) for part in args.ngram.split(","))
+    result = tfidf_svm_baseline(
+        splits["train"],
+        splits[args.eval_split],
+        SECTION_LABELS,
+        analyzer=args.analyzer,
+        ngram_range=(low, high),
+        min_df=args.min_df,
+        c=args.c,
+    )
+    result["eval_split"] = args.eval_split
+    result["split"] = {name: len(items) for name, items in splits.items()}
+    sys.stdout.write(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
