@@ -23,11 +23,16 @@ EVALUATE_HELP = "Evaluate an exported model on the dev or test split through the
 OVERRIDE_HELP = "Override a config value, e.g. --set training.epochs=2 (repeatable)."
 
 
+def _importable(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):  # a broken install is as good as a missing one
+        return False
+
+
 def _require_training_extra() -> None:
     missing = [
-        name
-        for name in ("torch", "transformers", "seqeval", "onnx")
-        if importlib.util.find_spec(name) is None
+        name for name in ("torch", "transformers", "seqeval", "onnx") if not _importable(name)
     ]
     if missing:
         raise MissingExtraError(
@@ -40,6 +45,7 @@ def _setup_logging(quiet: bool) -> None:
         level=logging.WARNING if quiet else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
+        force=True,
     )
 
 
