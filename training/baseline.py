@@ -27,11 +27,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.metrics import accuracy_score, f1_score
-from sklearn.svm import LinearSVC
 
-from serving.errors import ConfigError
+from serving.errors import ConfigError, MissingExtraError
 from training.data.topics import (
     ANT_MIDDLE_EAST_SOURCES,
     ANT_SECTION_MAP,
@@ -48,15 +45,17 @@ from training.data.topics import (
 logger = logging.getLogger(__name__)
 
 
-def _vectorizer(analyzer: str, ngram_range: tuple[int, int], min_df: int) -> TfidfVectorizer:
-    return TfidfVectorizer(
-        analyzer=analyzer,
-        ngram_range=tuple(ngram_range),
-        min_df=min_df,
-        sublinear_tf=True,
-        max_features=300_000,
-        dtype=np.float32,
-    )
+def _sklearn() -> tuple:
+    """Import scikit-learn on first use: it belongs to the ``train`` extra only."""
+    try:
+        from sklearn.feature_extraction.text import TfidfVectorizer
+        from sklearn.metrics import accuracy_score, f1_score
+        from sklearn.svm import LinearSVC
+    except ImportError:
+        raise MissingExtraError(
+            "the TF-IDF baseline needs scikit-learn: pip install 'khabar[train]'"
+        ) from None
+    return TfidfVectorizer, LinearSVC, accuracy_score, f1_score
 
 
 def _primary_section(example: TopicExample, sections: Sequence[str]) -> str | None:
@@ -77,9 +76,17 @@ def _fit_score(
     min_df: int,
     c: float,
 ) -> dict:
-    vectorizer = _vectorizer(analyzer, ngram_range, min_df)
+    tfidf_vectorizer, linear_svc, accuracy_score, f1_score = _sklearn()
+    vectorizer = tfidf_vectorizer(
+        analyzer=analyzer,
+        ngram_range=tuple(ngram_range),
+        min_df=min_df,
+        sublinear_tf=True,
+        max_features=300_000,
+        dtype=np.float32,
+    )
     train_x = vectorizer.fit_transform(train_texts)
-    model = LinearSVC(C=c)
+    model = linear_svc(C=c)
     model.fit(train_x, train_y)
     predicted = model.predict(vectorizer.transform(test_texts))
     classes = sorted(set(train_y) | set(test_y))
@@ -101,7 +108,7 @@ def tfidf_svm_baseline(
     *,
     region_label: str = "middle_east",
     analyzer: str = "word",
-    ngram_range: tuple[int, int] = (1, 2),
+    ngram_range: tuple[int, int] = (1, 1),
     min_df: int = 2,
     c: float = 0.5,
 ) -> dict:
@@ -178,7 +185,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--split", default=",".join(str(v) for v in DEFAULT_SPLIT.values()))
     parser.add_argument("--eval-split", choices=("dev", "test"), default="dev")
     parser.add_argument("--analyzer", choices=("word", "char", "char_wb"), default="word")
-    parser.add_argument("--ngram", default="1,2", help="min,max n-gram length")
+    parser.add_argument("--ngram", default="1,1", help="min,max n-gram length")
     parser.add_argument("--min-df", type=int, default=2)
     parser.add_argument("-c", type=float, default=0.5)
     args = parser.parse_args(argv)

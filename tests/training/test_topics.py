@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 from serving.errors import ConfigError, DataError
 from training.baseline import tfidf_svm_baseline
@@ -222,6 +223,16 @@ def test_project_story_rules_load_and_label(tmp_path: Path) -> None:
     assert rules.apply(SPORT_TEXT, "sport") == {"middle_east_conflict": 0.0, "russia_ukraine": 0.0}
 
 
+def test_rule_check_record_is_consistent() -> None:
+    check = yaml.safe_load((REPO / "configs" / "stories_check.yaml").read_text(encoding="utf-8"))
+    for label in ("middle_east_conflict", "russia_ukraine"):
+        verdicts = check["verdicts"][f"{label}_positives"]
+        assert len({v["id"] for v in verdicts}) == len(verdicts)
+        correct = sum(v["ok"] for v in verdicts)
+        assert check["precision"][label]["correct"] == correct
+        assert check["precision"][label]["precision"] == pytest.approx(correct / len(verdicts))
+
+
 # --------------------------------------------------------------------------- dedupe, split
 
 
@@ -332,6 +343,7 @@ def test_unknown_labels_are_config_errors(tmp_path: Path, rules_path: Path, ant_
 # --------------------------------------------------------------------------- baseline
 
 
+@pytest.mark.slow
 def test_baseline_runs_on_a_tiny_corpus() -> None:
     words = {
         "politics": "الحكومة البرلمان الوزير الانتخابات",

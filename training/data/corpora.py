@@ -65,17 +65,25 @@ def sha256_of(path: Path) -> str:
 
 
 def _cap(
-    examples: list[TopicExample], limit: int | None, seed: int, keep_labels: list[str]
+    examples: list[TopicExample], limit: int | None, seed: int, story_labels: list[str]
 ) -> list[TopicExample]:
-    """Seeded subsample that keeps every positive of the rare ``keep_labels``."""
+    """Seeded uniform subsample that keeps every positive of a *rare* story label.
+
+    A story is rare when its positives are under 5% of the cap; uniform sampling could
+    drop all of them. Common labels keep their natural share.
+    """
     if limit is None or len(examples) <= limit:
         return examples
-    rare = [e for e in examples if any(e.labels.get(label) == 1.0 for label in keep_labels)]
-    rare_ids = {id(e) for e in rare}
-    rest = [e for e in examples if id(e) not in rare_ids]
-    chosen_rest = random.Random(seed).sample(rest, max(0, limit - len(rare)))
-    chosen_ids = rare_ids | {id(e) for e in chosen_rest}
-    return [e for e in examples if id(e) in chosen_ids]
+    rare_labels = [
+        label
+        for label in story_labels
+        if sum(e.labels.get(label) == 1.0 for e in examples) < 0.05 * limit
+    ]
+    rare = [i for i, e in enumerate(examples) if any(e.labels.get(r) == 1.0 for r in rare_labels)]
+    rare_set = set(rare)
+    rest = [i for i in range(len(examples)) if i not in rare_set]
+    chosen = rare_set | set(random.Random(seed).sample(rest, max(0, limit - len(rare))))
+    return [e for i, e in enumerate(examples) if i in chosen]
 
 
 def load_corpora(config: KhabarConfig, with_test: bool = True) -> Corpora:

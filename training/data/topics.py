@@ -29,6 +29,7 @@ import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -52,23 +53,27 @@ TOPIC_LABELS: tuple[str, ...] = (
 SECTION_LABELS: tuple[str, ...] = TOPIC_LABELS[:5]
 """The labels of which every article has exactly one (its primary section)."""
 
-ANT_SECTION_MAP: dict[str, str] = {
-    "internationalNews": "politics",
-    "middleEast": "politics",
-    "economy": "economy",
-    "sport": "sport",
-    "technology": "technology",
-    "culture": "culture",
-}
+ANT_SECTION_MAP: Mapping[str, str] = MappingProxyType(
+    {
+        "internationalNews": "politics",
+        "middleEast": "politics",
+        "economy": "economy",
+        "sport": "sport",
+        "technology": "technology",
+        "culture": "culture",
+    }
+)
 """ANT section name -> section label. Both news sections are politics for the model."""
 
 ANT_MIDDLE_EAST_SOURCES: tuple[str, ...] = ("skynews", "bbc", "cnn")
 """ANT sources whose menus separate Middle East news from the rest of the world news."""
 
-ANT_REGION_SECTIONS: dict[str, float] = {"middleEast": 1.0, "internationalNews": 0.0}
+ANT_REGION_SECTIONS: Mapping[str, float] = MappingProxyType(
+    {"middleEast": 1.0, "internationalNews": 0.0}
+)
 """For a source in ``ANT_MIDDLE_EAST_SOURCES``: ANT section -> ``middle_east`` value."""
 
-DEFAULT_SPLIT: dict[str, float] = {"train": 0.8, "dev": 0.1, "test": 0.1}
+DEFAULT_SPLIT: Mapping[str, float] = MappingProxyType({"train": 0.8, "dev": 0.1, "test": 0.1})
 """Default split fractions, in bucket order."""
 
 FIGNEWS_POSITIVE_LABELS: tuple[str, ...] = ("middle_east_conflict", "middle_east")
@@ -456,7 +461,8 @@ def load_ant(
     _check_labels([region_label], label_names, "ANT region label")
     if story_rules is not None:
         _check_labels(story_rules.labels, label_names, "story rules")
-    section_labels = [name for name in label_names if name in set(section_map.values())]
+    mapped = set(section_map.values())
+    section_labels = [name for name in label_names if name in mapped]
     me_sources = set(middle_east_sources)
     required = ["id", "source", "section"] + ([dedup_field] if dedup_field else [])
 
@@ -465,7 +471,7 @@ def load_ant(
         count = 0
         for line_number, record in read_jsonl(Path(path), text_fields, required):
             section = record["section"]
-            if section not in section_map:
+            if not isinstance(section, str) or section not in section_map:
                 raise DataError(
                     f"{path}:{line_number}: unknown section {section!r}; "
                     f"mapped sections are {', '.join(section_map)}"
