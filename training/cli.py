@@ -15,7 +15,7 @@ from serving.errors import ConfigError
 from serving.metadata import ModelMetadata
 from serving.predictor import Predictor
 from training.card import write_card
-from training.config import KhabarConfig, load_config
+from training.config import KhabarConfig, load_config, validate_config
 from training.data.corpora import Corpora, load_corpora
 from training.evaluate import entity_report, topic_probabilities, topic_report, tune_thresholds
 
@@ -38,7 +38,7 @@ def _config_of(
     stored = metadata.training.get("config")
     if not stored:
         raise ConfigError("this model records no training config: pass --config")
-    return KhabarConfig.model_validate(stored)
+    return validate_config(stored, "the model's stored config", overrides)
 
 
 def evaluate_model(
@@ -66,25 +66,10 @@ def run_export(
     run_dir: Path, output: Path, overrides: list[str], threads: int | None = None
 ) -> ModelMetadata:
     """Export a run, tune topic thresholds on dev with the shipped variant, record dev metrics."""
-    from training.export import corpus_words, export_run
+    from training.export import corpus_words, export_run, read_run
 
-    run = (
-        json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
-        if (run_dir / "run.json").is_file()
-        else None
-    )
-    if run is None:
-        from serving.errors import ModelLoadError
-
-        raise ModelLoadError(f"{run_dir} is not a training run (no run.json)")
-    config = KhabarConfig.model_validate(run["config"])
-    if overrides:
-        from training.config import _set_dotted, parse_overrides
-
-        data = config.model_dump(mode="json")
-        for dotted, value in parse_overrides(overrides).items():
-            _set_dotted(data, dotted, value)
-        config = KhabarConfig.model_validate(data)
+    run = read_run(run_dir)
+    config = validate_config(run["config"], f"{run_dir}/run.json", overrides)
     draft = ModelMetadata.model_validate(run["metadata"])
     full_trim_corpus = config.export.trim_vocab
     corpora = load_corpora(config, with_test=full_trim_corpus)
@@ -102,12 +87,34 @@ def run_export(
             metadata = metadata.model_copy(update={"thresholds": thresholds})
             metadata.save(output)
             predictor = Predictor.load(output, threads=threads, variant=variant)
+        if variant == metadata.default_variant and metadata.entity_types and corpora.entity_dev:
+            metadata = _choose_decoder(predictor, metadata, corpora)
+            metadata.save(output)
+            predictor = Predictor.load(output, threads=threads, variant=variant)
         dev[variant] = evaluate_model(predictor, config, corpora, "dev")
         logger.info("dev (%s): %s", variant, json.dumps(_headline(dev[variant])))
     metadata = metadata.model_copy(update={"metrics": {**metadata.metrics, "dev": dev}})
     metadata.save(output)
     write_card(output, metadata, _card_notes(config))
     return metadata
+
+
+def _choose_decoder(
+    predictor: Predictor, metadata: ModelMetadata, corpora: Corpora
+) -> ModelMetadata:
+    """Keep the BIO decoder (constrained Viterbi or argmax) with the better dev entity F1."""
+    scores = {}
+    for decoder in ("viterbi", "argmax"):
+        candidate = Predictor(
+            metadata.model_copy(update={"decoder": decoder}),
+            predictor.tokenizer,
+            predictor.session,
+        )
+        scores[decoder] = entity_report(candidate, corpora.entity_dev)["micro_f1"]
+    best = max(scores, key=lambda name: (scores[name], name == "viterbi"))
+    logger.info("dev entity F1 by decoder: %s -> %s", scores, best)
+    metrics = {**metadata.metrics, "dev_decoder_f1": scores}
+    return metadata.model_copy(update={"decoder": best, "metrics": metrics})
 
 
 def _headline(report: dict[str, Any]) -> dict[str, Any]:

@@ -246,9 +246,23 @@ def load_config(path: Path, overrides: list[str] | None = None) -> KhabarConfig:
     for dotted, value in parse_overrides(overrides or []).items():
         _set_dotted(data, dotted, value)
     _resolve_paths(data, path.parent)
+    return validate_config(data, str(path))
+
+
+def validate_config(
+    data: dict[str, Any], source: str, overrides: list[str] | None = None
+) -> KhabarConfig:
+    """Validate a config mapping (after applying dotted overrides), naming ``source`` on error.
+
+    Raises:
+        ConfigError: A field is unknown or invalid; the message names source and field.
+    """
+    data = dict(data)
+    for dotted, value in parse_overrides(overrides or []).items():
+        _set_dotted(data, dotted, value)
     try:
         return KhabarConfig.model_validate(data)
     except ValidationError as exc:
         error = exc.errors()[0]
         where = ".".join(str(part) for part in error["loc"]) or "(top level)"
-        raise ConfigError(f"{path}: {where}: {error['msg']}") from exc
+        raise ConfigError(f"{source}: {where}: {error['msg']}") from exc

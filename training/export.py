@@ -75,20 +75,24 @@ class _OnnxWrapper(torch.nn.Module):
         return tuple(outputs[name] for name in self.names)
 
 
-def load_run(run_dir: Path) -> tuple[dict[str, Any], KhabarModel]:
-    """Read ``run.json`` and the checkpoint (eager attention) of a training run.
+def read_run(run_dir: Path) -> dict[str, Any]:
+    """Read a training run's ``run.json`` (config, metadata draft, data hashes, history).
 
     Raises:
         ModelLoadError: The directory is not a finished training run.
     """
     run_file = run_dir / RUN_NAME
-    checkpoint = run_dir / CHECKPOINT_DIR
-    if not run_file.is_file() or not checkpoint.is_dir():
+    if not run_file.is_file() or not (run_dir / CHECKPOINT_DIR).is_dir():
         raise ModelLoadError(
             f"{run_dir} is not a finished training run (needs {RUN_NAME} and {CHECKPOINT_DIR}/)"
         )
-    run = json.loads(run_file.read_text(encoding="utf-8"))
-    return run, KhabarModel.load(checkpoint, attn_implementation="eager")
+    return json.loads(run_file.read_text(encoding="utf-8"))
+
+
+def load_run(run_dir: Path) -> tuple[dict[str, Any], KhabarModel]:
+    """Read ``run.json`` and the checkpoint, with eager attention (what ONNX fuses best)."""
+    run = read_run(run_dir)
+    return run, KhabarModel.load(run_dir / CHECKPOINT_DIR, attn_implementation="eager")
 
 
 def trim_model(
