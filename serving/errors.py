@@ -70,6 +70,14 @@ class Overloaded(KhabarError):
     error_type = "overloaded"
 
 
+class ServerShuttingDown(KhabarError):
+    """The server stopped taking work; queued requests are refused, not left hanging."""
+
+    exit_code = 1
+    http_status = 503
+    error_type = "shutting_down"
+
+
 class InferenceError(KhabarError):
     """ONNX Runtime failed on input that passed validation."""
 

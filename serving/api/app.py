@@ -6,7 +6,8 @@ a schema error, an unknown route, an over-size body or a bug), has the body
 
 The model loads in the background when the app starts, so ``/v1/health`` answers
 at once and ``/v1/ready`` says 503 until the model is there (or why it failed).
-Tests and ``khabar serve`` pass a loaded predictor instead.
+Tests and ``khabar serve`` pass a loaded predictor instead. When the app stops,
+the batching worker finishes its running call and queued requests get 503.
 
 >>> # uvicorn --factory serving.api.app:app_from_env --port 8000  # doctest: +SKIP
 """
@@ -31,7 +32,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from serving.api.dependencies import InferenceRunner
+from serving.api.dependencies import BatchingMetrics, InferenceRunner
 from serving.api.routers import analyze, health, metrics, model
 from serving.api.routers.metrics import UNMATCHED_ROUTE, Metrics
 from serving.api.settings import ServerSettings
@@ -55,6 +56,8 @@ HTTP_ERROR_TYPES = {
     413: LimitExceeded.error_type,
 }
 RETRY_AFTER_SECONDS = {429: "1"}
+# Longest shutdown waits for the predictor call in progress; queued requests fail at once.
+SHUTDOWN_WAIT_SECONDS = 30.0
 
 DESCRIPTION = """Arabic news analysis: named entities with exact character spans, and topics.
 
@@ -89,6 +92,7 @@ def create_app(
     )
     app.state.settings = settings
     app.state.metrics = Metrics()
+    app.state.batching_metrics = BatchingMetrics(app.state.metrics.registry)
     app.state.predictor = None
     app.state.runner = None
     app.state.load_error = None
@@ -118,21 +122,46 @@ def _set_predictor(app: FastAPI, predictor: Predictor) -> None:
     settings: ServerSettings = app.state.settings
     app.state.predictor = predictor
     app.state.runner = InferenceRunner(
-        predictor, batch_size=settings.batch_size, max_queued=settings.max_queued_requests
+        predictor,
+        batch_size=settings.batch_size,
+        max_queued=settings.max_queued_requests,
+        max_batch_documents=settings.max_batch_documents,
+        max_wait_ms=settings.max_wait_ms,
+        metrics=app.state.batching_metrics,
     )
     app.state.load_error = None
 
 
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Load the model in the background unless one was injected."""
-    if app.state.predictor is not None:
-        yield
+    """Load the model in the background unless one was injected; stop inference at the end."""
+    try:
+        if app.state.predictor is not None:
+            if app.state.runner is None or app.state.runner.closed:  # the app starts again
+                _set_predictor(app, app.state.predictor)
+            yield
+        else:
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(_load_model, app)
+                yield
+                tasks.cancel_scope.cancel()
+    finally:
+        await _stop_runner(app)
+
+
+async def _stop_runner(app: FastAPI) -> None:
+    """Refuse queued requests and wait (off the event loop) for the running call to end."""
+    runner: InferenceRunner | None = app.state.runner
+    if runner is None:
         return
-    async with anyio.create_task_group() as tasks:
-        tasks.start_soon(_load_model, app)
-        yield
-        tasks.cancel_scope.cancel()
+    runner.close()
+    with anyio.CancelScope(shield=True):
+        stopped = await anyio.to_thread.run_sync(runner.join, SHUTDOWN_WAIT_SECONDS)
+    if not stopped:
+        logger.warning(
+            "the predictor call in progress did not end within %s s; not waiting for it",
+            SHUTDOWN_WAIT_SECONDS,
+        )
 
 
 async def _load_model(app: FastAPI) -> None:

@@ -1,9 +1,9 @@
-"""ServerSettings: the HTTP server's model, threads and request limits.
+"""ServerSettings: the HTTP server's model, threads, request limits and batching.
 
 Read from ``KHABAR_*`` environment variables (``KHABAR_MODEL``, ``KHABAR_THREADS``,
-``KHABAR_MAX_BODY_BYTES``, ...) so that ``uvicorn --factory
-serving.api.app:app_from_env`` and a container need no command line; ``khabar
-serve`` passes its options on top.
+``KHABAR_MAX_BODY_BYTES``, ``KHABAR_MAX_BATCH_DOCUMENTS``, ``KHABAR_MAX_WAIT_MS``,
+...) so that ``uvicorn --factory serving.api.app:app_from_env`` and a container
+need no command line; ``khabar serve`` passes its options on top.
 """
 
 from __future__ import annotations
@@ -17,6 +17,9 @@ from serving.metadata import DEFAULT_MODEL_DIR, MODEL_ENV
 from serving.predictor import DEFAULT_BATCH_SIZE
 
 ENV_PREFIX = "KHABAR_"
+# Enough documents to fill a few encoder batches; a wait well under a request's own latency.
+DEFAULT_MAX_BATCH_DOCUMENTS = 32
+DEFAULT_MAX_WAIT_MS = 5.0
 
 
 class ServerSettings(BaseSettings):
@@ -41,5 +44,25 @@ class ServerSettings(BaseSettings):
     max_queued_requests: int = Field(
         default=64,
         ge=1,
-        description="Requests waiting for the model before new ones get 429.",
+        description=(
+            "Requests queued or being analysed before new ones get 429 "
+            "(env KHABAR_MAX_QUEUED_REQUESTS)."
+        ),
+    )
+    max_batch_documents: int = Field(
+        default=DEFAULT_MAX_BATCH_DOCUMENTS,
+        ge=1,
+        description=(
+            "Documents from concurrent requests merged into one predictor call; a larger "
+            "request runs alone, never split (env KHABAR_MAX_BATCH_DOCUMENTS)."
+        ),
+    )
+    max_wait_ms: float = Field(
+        default=DEFAULT_MAX_WAIT_MS,
+        ge=0,
+        le=1000,
+        description=(
+            "Longest a request waits, in milliseconds, for others to join its predictor call; "
+            "0 merges only what is already queued (env KHABAR_MAX_WAIT_MS)."
+        ),
     )

@@ -50,6 +50,13 @@ SERVE_BATCH_SIZE_HELP = "Windows per encoder call."
 MAX_CHARS_HELP = "Longest document accepted, in characters (default 100000); longer -> 413."
 MAX_DOCUMENTS_HELP = "Most documents per request (default 64); more -> 413."
 MAX_BODY_HELP = "Largest request body in bytes (default 5 MB); larger -> 413."
+MAX_QUEUED_HELP = "Requests queued or being analysed (default 64); more -> 429."
+MAX_BATCH_DOCUMENTS_HELP = (
+    "Documents from concurrent requests merged into one model call (default 32)."
+)
+MAX_WAIT_MS_HELP = (
+    "Longest a request waits for others to join its model call, in ms (default 5; 0: no wait)."
+)
 LOG_LEVEL_HELP = "Log level of the server (debug, info, warning, error)."
 
 app = typer.Typer(
@@ -85,6 +92,15 @@ def serve_cli(
     max_body_bytes: Annotated[
         int | None, typer.Option(help=MAX_BODY_HELP, min=1, metavar="BYTES")
     ] = None,
+    max_queued_requests: Annotated[
+        int | None, typer.Option(help=MAX_QUEUED_HELP, min=1, metavar="N")
+    ] = None,
+    max_batch_documents: Annotated[
+        int | None, typer.Option(help=MAX_BATCH_DOCUMENTS_HELP, min=1, metavar="N")
+    ] = None,
+    max_wait_ms: Annotated[
+        float | None, typer.Option(help=MAX_WAIT_MS_HELP, min=0, max=1000, metavar="MS")
+    ] = None,
     log_level: Annotated[str, typer.Option(help=LOG_LEVEL_HELP)] = "info",
 ) -> None:
     """Load the model, then run uvicorn on the app."""
@@ -105,6 +121,9 @@ def serve_cli(
         "max_chars_per_document": max_chars_per_document,
         "max_documents_per_request": max_documents_per_request,
         "max_body_bytes": max_body_bytes,
+        "max_queued_requests": max_queued_requests,
+        "max_batch_documents": max_batch_documents,
+        "max_wait_ms": max_wait_ms,
     }
     settings = ServerSettings(
         model_dir=model, **{name: value for name, value in given.items() if value is not None}

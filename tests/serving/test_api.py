@@ -222,9 +222,12 @@ class TestHealthAndModel:
     ) -> None:
         monkeypatch.setenv("KHABAR_MODEL", str(tmp_path))
         monkeypatch.setenv("KHABAR_MAX_DOCUMENTS_PER_REQUEST", "7")
+        monkeypatch.setenv("KHABAR_MAX_BATCH_DOCUMENTS", "16")
+        monkeypatch.setenv("KHABAR_MAX_WAIT_MS", "0")
         settings = app_from_env().state.settings
         assert settings.model_dir == tmp_path
         assert settings.max_documents_per_request == 7
+        assert (settings.max_batch_documents, settings.max_wait_ms) == (16, 0.0)
 
 
 class TestErrorsAndDocs:
@@ -306,6 +309,8 @@ class TestInferenceRunner:
                 release.set()
 
         anyio.run(scenario)
+        runner.close()
+        assert runner.join(5)
         assert runner.pending == 0
         assert outcome["first"][0].entities[0].text == "Ali"  # type: ignore[index]
 

@@ -55,7 +55,9 @@ def test_train_with_malformed_corpus(tmp_path, tiny_corpora):
 
 
 def test_export_of_a_missing_run(tmp_path):
-    assert_one_line_error(khabar("export", str(tmp_path / "run"), "-o", str(tmp_path / "m")), 3, "run")
+    assert_one_line_error(
+        khabar("export", str(tmp_path / "run"), "-o", str(tmp_path / "m")), 3, "run"
+    )
 
 
 def test_evaluate_of_a_missing_model(tmp_path):

@@ -2,7 +2,8 @@
 
 Limits are checked here, after the schema and before any inference, so an
 over-size request costs nothing; inference goes through the app's
-:class:`~serving.api.dependencies.InferenceRunner`, never straight to the model.
+:class:`~serving.api.dependencies.InferenceRunner`, never straight to the model,
+which may analyse the request in one call with other concurrent requests.
 """
 
 from __future__ import annotations
@@ -33,7 +34,9 @@ A `text` request answers `{"result": {...}}`; a `documents` request answers
 character positions into the text as sent (`text[start:end] == entity.text`).
 
 Limits (server settings): characters per document, documents per request and body
-bytes; going over any of them answers 413 with the limit in the message."""
+bytes; going over any of them answers 413 with the limit in the message. Concurrent
+requests are analysed together for speed, but each gets only its own results; when
+too many are waiting, the answer is 429 with a `Retry-After` header."""
 
 
 @router.post(

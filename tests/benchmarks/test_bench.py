@@ -1,0 +1,323 @@
+"""Tests of benchmarks/run.py: its helpers on hand-built numbers, and one quick tiny run."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from benchmarks import run as bench
+
+
+def engine(docs_per_s: float, **extra: Any) -> dict[str, Any]:
+    return {
+        "status": "ok",
+        "batch": {"documents": 40, "docs_per_s": docs_per_s, "tokens_per_s": 100 * docs_per_s},
+        "single": {"calls": 10, "p50_ms": 50.0, "p95_ms": 70.0, "p99_ms": 80.0},
+        "single_band": None,
+        "peak_rss_mb": 300.0,
+        "model_mb": 30.0,
+        "load_s": 1.0,
+        **extra,
+    }
+
+
+def hand_built(**overrides: Any) -> dict[str, Any]:
+    engines = {
+        bench.TORCH_FP32: engine(4.0, accuracy={"entity_micro_f1": 80.0, "topic_micro_f1": 70.0}),
+        bench.BERT_BASE: engine(1.0),
+        bench.ONNX_FP32: engine(6.0, accuracy={"entity_micro_f1": 80.5}),
+        bench.ONNX_INT8: engine(
+            10.0,
+            accuracy={"entity_micro_f1": 79.9, "topic_micro_f1": 71.0, "section_accuracy": 88.0},
+            single_band={"calls": 5, "p50_ms": 90.0, "p95_ms": 99.0, "p99_ms": 99.5},
+        ),
+        bench.HTTP_INT8: {
+            "status": "ok",
+            "peak_rss_mb": 450.0,
+            "model_mb": 30.0,
+            "levels": {
+                "1": {"ok": 8, "sent": 8, "errors": 0, "docs_per_s": 5.0, "p50_ms": 40.0},
+                "8": {"ok": 8, "sent": 8, "errors": 0, "docs_per_s": 9.0, "p50_ms": 80.0},
+            },
+        },
+    }
+    results: dict[str, Any] = {
+        "date": "2025-01-02",
+        "machine": {"name": "box", "cpu_model": "Test CPU", "cpus": 2, "cpus_usable": 2},
+        "settings": {"threads": 2, "batch_size": 16, "seed": 13, "single_calls": 10},
+        "versions": {"python": "3.11"},
+        "workload": {
+            "articles": {
+                "documents": 40,
+                "words": bench.distribution([10, 20, 400]),
+                "tokens": bench.distribution([15, 30, 600]),
+                "windows": 50,
+                "padding_ratio": 0.125,
+                "in_band": 1,
+            },
+            "sentences": {"documents": 4, "windows": 4},
+        },
+        "engines": engines,
+    }
+    results.update(overrides)
+    return results
+
+
+def by_name(found: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {target["name"]: target for target in found}
+
+
+class TestPercentiles:
+    def test_percentiles_interpolate_linearly(self) -> None:
+        assert bench.percentiles([1.0, 2.0, 3.0, 4.0, 5.0]) == {
+            "p50": 3.0,
+            "p95": pytest.approx(4.8),
+            "p99": pytest.approx(4.96),
+        }
+
+    def test_percentiles_of_nothing_are_none(self) -> None:
+        assert bench.percentiles([]) == {"p50": None, "p95": None, "p99": None}
+
+    def test_distribution_reports_min_p50_p90_max(self) -> None:
+        stats = bench.distribution(list(range(1, 11)))
+        assert (stats["min"], stats["max"]) == (1.0, 10.0)
+        assert stats["p50"] == pytest.approx(5.5)
+        assert stats["p90"] == pytest.approx(9.1)
+
+
+class TestPaddingRatio:
+    def test_one_full_batch_has_no_padding(self) -> None:
+        assert bench.padding_ratio([[5, 5, 5]]) == 0.0
+
+    def test_padding_counts_cls_and_sep_in_every_row(self) -> None:
+        # widths 12 and 4: 2*12 + 1*4 = 28 positions; real (10+2)+(2+2)+(2+2) = 20.
+        assert bench.padding_ratio([[10, 2], [2]]) == pytest.approx(8 / 28)
+
+    def test_no_batches_means_no_padding(self) -> None:
+        assert bench.padding_ratio([]) == 0.0
+        assert bench.padding_ratio([[]]) == 0.0
+
+
+class TestSampling:
+    def test_sample_has_n_items_and_keeps_the_length_mix(self) -> None:
+        items = list(range(1000))
+        sample = bench.stratified_sample(items, 100, seed=3, length=lambda x: x)
+        assert len(sample) == len(set(sample)) == 100
+        # Systematic sampling: exactly one item from every tenth of the range.
+        assert sorted(x // 10 for x in sample) == list(range(100))
+
+    def test_sample_is_seeded(self) -> None:
+        items = [f"{'w ' * n}" for n in range(50)]
+        first = bench.stratified_sample(items, 10, seed=1, length=bench.word_count)
+        assert first == bench.stratified_sample(items, 10, seed=1, length=bench.word_count)
+
+    def test_asking_for_more_than_there_is_returns_all(self) -> None:
+        assert sorted(bench.stratified_sample([3, 1, 2], 10, seed=0, length=lambda x: x)) == [
+            1,
+            2,
+            3,
+        ]
+
+    def test_sentences_sample_keeps_corpus_order(self) -> None:
+        data = {
+            "articles": [{"id": str(i), "text": "w " * i} for i in range(5)],
+            "sentences": [{"tokens": [str(i)], "tags": ["O"]} for i in range(20)],
+            "sections": ["politics"],
+        }
+        workload = bench.sample_workload(data, n_articles=3, n_sentences=5, seed=2)
+        kept = [int(s["tokens"][0]) for s in workload["sentences"]]
+        assert len(kept) == 5 and kept == sorted(kept)
+        assert len(workload["articles"]) == 3
+
+    def test_chunks_cover_every_item_once(self) -> None:
+        assert list(bench.chunked(list(range(5)), 2)) == [[0, 1], [2, 3], [4]]
+
+
+class TestTargets:
+    def test_targets_pass_and_miss_with_margins(self) -> None:
+        found = by_name(bench.targets(hand_built()))
+        vs_torch = found["int8 docs/s ≥ 2× torch-fp32"]
+        assert vs_torch["value"] == pytest.approx(2.5)
+        assert vs_torch["status"] == "PASS"
+        assert vs_torch["margin"] == pytest.approx(0.5)
+        vs_bert = found["int8 docs/s ≥ 6× bert-base-fp32"]
+        assert vs_bert["status"] == "PASS" and vs_bert["value"] == pytest.approx(10.0)
+        f1_fp32 = found["int8 entity F1 within 1.0 pt of onnx-fp32"]
+        assert f1_fp32["value"] == pytest.approx(0.6) and f1_fp32["status"] == "PASS"
+        latency = found["~400-word article p50 ≤ 100 ms"]
+        assert latency["value"] == 90.0 and latency["status"] == "PASS"
+        assert "350–450" in latency["note"]
+        http = found["HTTP c=8 ≥ 85% of in-process int8 docs/s"]
+        assert http["value"] == pytest.approx(0.9) and http["status"] == "PASS"
+        rss = found["serving peak RSS ≤ 600 MB"]
+        assert rss["value"] == 450.0 and rss["margin"] == pytest.approx(150.0)
+
+    def test_a_slow_int8_misses_by_the_shortfall(self) -> None:
+        results = hand_built()
+        results["engines"][bench.ONNX_INT8]["batch"]["docs_per_s"] = 6.0
+        found = by_name(bench.targets(results))
+        target = found["int8 docs/s ≥ 2× torch-fp32"]
+        assert target["status"] == "MISS"
+        assert target["margin"] == pytest.approx(-0.5)
+        assert "short" in bench._fmt_margin(target)
+
+    def test_an_int8_f1_drop_over_one_point_misses(self) -> None:
+        results = hand_built()
+        results["engines"][bench.ONNX_INT8]["accuracy"]["entity_micro_f1"] = 78.0
+        found = by_name(bench.targets(results))
+        assert found["int8 entity F1 within 1.0 pt of torch-fp32"]["status"] == "MISS"
+
+    def test_latency_falls_back_to_all_articles_without_a_400_word_one(self) -> None:
+        results = hand_built()
+        results["engines"][bench.ONNX_INT8]["single_band"] = None
+        target = by_name(bench.targets(results))["~400-word article p50 ≤ 100 ms"]
+        assert target["value"] == 50.0
+        assert "all single calls" in target["note"]
+
+    def test_skipped_engines_make_targets_not_applicable(self) -> None:
+        results = hand_built()
+        results["engines"][bench.TORCH_FP32] = {"status": "skipped", "note": "no run"}
+        del results["engines"][bench.HTTP_INT8]
+        found = by_name(bench.targets(results))
+        assert found["int8 docs/s ≥ 2× torch-fp32"]["status"] == "N/A"
+        assert found["int8 entity F1 within 1.0 pt of torch-fp32"]["status"] == "N/A"
+        assert found["HTTP c=8 ≥ 85% of in-process int8 docs/s"]["status"] == "N/A"
+        rss = found["serving peak RSS ≤ 600 MB"]
+        assert rss["value"] == 300.0 and "in-process" in rss["note"]
+
+    def test_ratios_use_http_docs_per_s_at_concurrency_8(self) -> None:
+        ratios = bench.compute_ratios(hand_built()["engines"])
+        assert ratios[bench.ONNX_INT8]["vs_torch_fp32"] == pytest.approx(2.5)
+        assert ratios[bench.HTTP_INT8]["vs_bert_base"] == pytest.approx(9.0)
+        assert ratios[bench.TORCH_FP32]["vs_torch_fp32"] == pytest.approx(1.0)
+
+
+class TestRenderMarkdown:
+    def test_markdown_has_every_section_and_engine(self) -> None:
+        text = bench.render_markdown(hand_built())
+        for heading in ("## Workload", "## Engines", "## HTTP", "## Targets"):
+            assert heading in text
+        for name in bench.ENGINES:
+            assert f"| {name}" in text
+        assert "12.5 %" in text  # padding ratio
+        assert "| 2.50× |" in text  # int8 against torch-fp32
+        assert "PASS" in text
+
+    def test_bert_base_accuracy_is_never_shown(self) -> None:
+        results = hand_built()
+        results["engines"][bench.BERT_BASE]["accuracy"] = {"entity_micro_f1": 3.0}
+        row = next(
+            line
+            for line in bench.render_markdown(results).splitlines()
+            if line.startswith(f"| {bench.BERT_BASE}")
+        )
+        assert "3.00" not in row and "n/a" in row
+
+    def test_skipped_engines_are_listed_with_their_note(self) -> None:
+        results = hand_built()
+        results["engines"][bench.TORCH_FP32] = {"status": "skipped", "note": "no run at runs/x"}
+        text = bench.render_markdown(results)
+        assert "no run at runs/x" in text
+        assert "| torch-fp32 | skipped |" in text
+
+    def test_tables_are_well_formed(self) -> None:
+        for line in bench.render_markdown(hand_built()).splitlines():
+            if line.startswith("|"):
+                assert line.endswith("|")
+
+
+class TestWorkers:
+    def test_peak_rss_is_this_process_own(self) -> None:
+        assert 0 < bench.peak_rss_mb() <= bench.ru_maxrss_mb() + 1
+        assert bench.vmhwm_mb(10**9) is None  # no such process
+
+    def test_saved_epoch_is_the_last_saved_one(self) -> None:
+        history = [{"epoch": 1, "saved": True}, {"epoch": 2, "saved": True}, {"epoch": 3}]
+        assert bench.saved_epoch(history) == 2
+        assert bench.saved_epoch([]) is None
+
+    def test_a_crashing_worker_becomes_an_error_result(self, tmp_path: Path) -> None:
+        spec = {"engine": bench.ONNX_INT8, "workload": str(tmp_path / "missing.json")}
+        events: list[dict[str, Any]] = []
+        result = bench.run_worker(spec, tmp_path, 60, lambda **e: events.append(e))
+        assert result["status"] == "error"
+        assert "FileNotFoundError" in result["note"]
+
+
+class TestCommandLine:
+    def test_engines_option_keeps_the_canonical_order(self) -> None:
+        options = bench.build_parser().parse_args(["--engines", "onnx-int8,torch-fp32"])
+        assert options.engines == [bench.TORCH_FP32, bench.ONNX_INT8]
+
+    def test_unknown_engine_is_a_usage_error(self) -> None:
+        with pytest.raises(SystemExit):
+            bench.build_parser().parse_args(["--engines", "gpu"])
+
+    def test_quick_fills_small_defaults_and_keeps_given_sizes(self) -> None:
+        options = bench.resolve_options(
+            bench.build_parser().parse_args(["--quick", "--articles", "7"])
+        )
+        assert options.articles == 7
+        assert options.sentences == bench.QUICK["sentences"]
+        assert options.time_cap == bench.QUICK["time_cap"]
+
+    def test_machine_names_are_safe_in_file_names(self) -> None:
+        assert bench.slug("my box/01 (lab)") == "my-box-01-lab"
+
+
+@pytest.mark.slow
+def test_quick_run_on_the_tiny_model(
+    tiny_model_dir: Path, tiny_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    started = time.monotonic()
+    code = bench.main(
+        [
+            "--quick",
+            "--model",
+            str(tiny_model_dir),
+            "--run",
+            str(tiny_run),
+            "--out",
+            str(tmp_path / "results"),
+            "--machine",
+            "tiny",
+            "--threads",
+            "1",
+            "--articles",
+            "6",
+            "--sentences",
+            "4",
+            "--single-calls",
+            "3",
+            "--http-requests",
+            "8",
+            "--time-cap",
+            "5",
+            "--no-cache",
+            "--quiet",
+        ]
+    )
+    elapsed = time.monotonic() - started
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    markdown = next((tmp_path / "results").glob("*-tiny.md"))
+    results = json.loads(markdown.with_suffix(".json").read_text(encoding="utf-8"))
+    assert markdown.read_text(encoding="utf-8") in printed
+    for name in bench.ENGINES:
+        assert results["engines"][name]["status"] == "ok", results["engines"][name]
+    int8 = results["engines"][bench.ONNX_INT8]
+    assert int8["batch"]["documents"] == results["workload"]["articles"]["documents"] > 0
+    assert int8["single"]["calls"] == 3
+    assert 0 < int8["peak_rss_mb"] < 2000
+    assert 0 <= int8["accuracy"]["entity_micro_f1"] <= 100
+    assert "topic_micro_f1" in int8["accuracy"]
+    assert "accuracy" not in results["engines"][bench.BERT_BASE]
+    assert set(results["engines"][bench.HTTP_INT8]["levels"]) == {"1", "8", "32"}
+    assert results["engines"][bench.HTTP_INT8]["peak_rss_mb"] > 0
+    assert {t["status"] for t in results["targets"]} <= {"PASS", "MISS", "N/A"}
+    assert 0 <= results["workload"]["articles"]["padding_ratio"] < 1
+    assert elapsed < 60, f"the quick tiny run took {elapsed:.0f} s"
