@@ -94,6 +94,11 @@ def run_export(
         dev[variant] = evaluate_model(predictor, config, corpora, "dev")
         logger.info("dev (%s): %s", variant, json.dumps(_headline(dev[variant])))
     metadata = metadata.model_copy(update={"metrics": {**metadata.metrics, "dev": dev}})
+    if not config.export.keep_fp32 and "int8" in metadata.onnx_files:
+        # Shipped models carry only int8; the fp32 dev figures stay in the metrics.
+        (output / metadata.onnx_files["fp32"]).unlink()
+        files = {k: v for k, v in metadata.onnx_files.items() if k != "fp32"}
+        metadata = metadata.model_copy(update={"onnx_files": files})
     metadata.save(output)
     write_card(output, metadata, _card_notes(config))
     return metadata

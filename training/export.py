@@ -255,9 +255,6 @@ def export_run(
         if settings.quantize:
             _quantise(fp32, tmp / INT8_NAME, settings.per_channel)
             files["int8"] = INT8_NAME
-        if not settings.keep_fp32 and settings.quantize:
-            fp32.unlink()
-            del files["fp32"]
         sizes = {name: round((tmp / f).stat().st_size / 1e6, 2) for name, f in files.items()}
         metadata = metadata.model_copy(
             update={

@@ -76,8 +76,11 @@ def test_sentencepiece_encoder_trains_and_exports_end_to_end(tmp_path, tiny_corp
     encoder = tiny.build_tiny_encoder(tmp_path / "encoder", "unigram")
     config = tiny.write_config(tmp_path, encoder, tiny_corpora, training__epochs=1)
     run = run_train(config, tmp_path / "run", [], progress=False)
-    metadata = run_export(run, tmp_path / "model", [], threads=1)
+    metadata = run_export(run, tmp_path / "model", ["export.keep_fp32=false"], threads=1)
     assert metadata.special_tokens.cls_id == 0 and metadata.special_tokens.pad_id == 1
+    assert metadata.onnx_files == {"int8": "model.int8.onnx"}
+    assert not (tmp_path / "model" / "model.onnx").exists()
+    assert set(metadata.metrics["dev"]) == {"int8", "fp32"}
     [result] = Predictor.load(tmp_path / "model", threads=1).analyze(["زار ماكرون بيروت"])
     assert set(result.topic_scores) == set(metadata.topic_labels)
 
