@@ -27,6 +27,13 @@ def entities_of(predictor: Predictor, text: str) -> dict[str, str]:
     return {entity.text: entity.label for entity in result.entities}
 
 
+def top_section_is(predictor: Predictor, text: str, expected: str):
+    [result] = predictor.analyze([text])
+    sections = {k: v for k, v in result.topic_scores.items() if k in SECTIONS}
+    assert max(sections, key=sections.get) == expected
+    return result
+
+
 def test_shipped_model_is_small_and_int8():
     metadata = ModelMetadata.load(DEFAULT_MODEL_DIR)
     assert metadata.default_variant == "int8"
