@@ -65,6 +65,10 @@ class TopicConfig(_Frozen):
     display_names: dict[str, str] = Field(default_factory=dict)
     kinds: dict[str, Literal["section", "region", "story"]] = Field(default_factory=dict)
     ant_paths: list[Path] = Field(default_factory=list)
+    text_fields: list[str] = Field(
+        default_factory=lambda: ["title", "text"],
+        description="Record fields joined (newline) into the text the model reads.",
+    )
     section_map: dict[str, str] = Field(default_factory=dict)
     middle_east_sources: list[str] = Field(default_factory=lambda: ["skynews", "bbc", "cnn"])
     story_rules: Path | None = None

@@ -118,6 +118,7 @@ def load_corpora(config: KhabarConfig, with_test: bool = True) -> Corpora:
                 topics.section_map,
                 topics.middle_east_sources,
                 rules,
+                text_fields=topics.text_fields,
             )
             for path in topics.ant_paths:
                 corpora.files[str(path)] = sha256_of(path)
