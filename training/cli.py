@@ -173,3 +173,27 @@ def run_evaluate(
         metadata.save(model_dir)
         write_card(model_dir, metadata, _card_notes(config))
     return report
+
+
+def run_ship(source: Path, target: Path) -> ModelMetadata:
+    """Copy a model directory with only its default ONNX variant, for shipping in git.
+
+    Every recorded metric (fp32 figures included) stays in the metadata and card.
+    """
+    import shutil
+
+    metadata = ModelMetadata.load(source)
+    variant = metadata.default_variant
+    files = {variant: metadata.onnx_files[variant]}
+    staging = target.with_name(f".{target.name}.staging")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    for name in (files[variant], "tokenizer.json"):
+        shutil.copy2(source / name, staging / name)
+    metadata = metadata.model_copy(update={"onnx_files": files})
+    metadata.save(staging)
+    config = _config_of(metadata, None, [])
+    write_card(staging, metadata, _card_notes(config))
+    shutil.rmtree(target, ignore_errors=True)
+    staging.rename(target)
+    return metadata

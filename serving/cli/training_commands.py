@@ -20,6 +20,9 @@ from serving.errors import MissingExtraError
 TRAIN_HELP = "Fine-tune an encoder on the recipe's corpora and save a training run."
 EXPORT_HELP = "Export a training run to an ONNX model directory (trim, optimise, int8, parity)."
 EVALUATE_HELP = "Evaluate an exported model on the dev or test split through the ONNX runtime."
+SHIP_HELP = (
+    "Copy a model directory with only its default (int8) ONNX file, e.g. into models/default."
+)
 OVERRIDE_HELP = "Override a config value, e.g. --set training.epochs=2 (repeatable)."
 
 
@@ -90,6 +93,19 @@ def register(app: typer.Typer) -> None:
         _print_report(
             {"model": str(output), "files": metadata.onnx_files, "metrics": metadata.metrics}
         )
+
+    @app.command("ship", help=SHIP_HELP)
+    def ship_cli(
+        source: Annotated[Path, typer.Argument(help="An exported model directory.")],
+        output: Annotated[Path, typer.Option("--output", "-o", help="Target directory.")] = Path(
+            "models/default"
+        ),
+    ) -> None:
+        _require_training_extra()
+        from training.cli import run_ship
+
+        metadata = run_ship(source, output)
+        typer.echo(f"shipped {metadata.onnx_files} to {output}")
 
     @app.command("evaluate", help=EVALUATE_HELP)
     def evaluate_cli(

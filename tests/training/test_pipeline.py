@@ -107,3 +107,13 @@ def test_malformed_corpus_stops_training_with_file_and_line(tmp_path, tiny_corpo
     config = tiny.write_config(tmp_path, encoder, dict(tiny_corpora, ner_train=bad))
     with pytest.raises(DataError, match=r"bad.txt:2"):
         run_train(config, tmp_path / "run", [], progress=False)
+
+
+def test_ship_keeps_only_the_default_variant_and_every_metric(tiny_model_dir, tmp_path):
+    from training.cli import run_ship
+
+    shipped = run_ship(tiny_model_dir, tmp_path / "shipped")
+    names = {p.name for p in (tmp_path / "shipped").iterdir()}
+    assert names == {"khabar.json", "tokenizer.json", "MODEL_CARD.md", "model.int8.onnx"}
+    assert shipped.metrics == ModelMetadata.load(tiny_model_dir).metrics
+    assert Predictor.load(tmp_path / "shipped", threads=1).analyze(["بيروت"])[0].topic_scores
