@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -53,6 +53,7 @@ class ModelMetadata(BaseModel):
     max_length: int = 256
     stride: int = 64
     decoder: str = "viterbi"
+    topic_windows: Literal["mean", "first"] = "mean"
     special_tokens: SpecialTokens
     onnx_files: dict[str, str] = Field(default_factory=lambda: {"int8": "model.int8.onnx"})
     default_variant: str = "int8"

@@ -190,8 +190,13 @@ class Predictor:
                 word_logits = self._word_logits(merged, item.encoded)
             doc_topics = None
             if topic_scores[doc]:
+                # "first": the title and lead decide (how the topic head was trained);
+                # "mean": every window votes by its length.
+                windows = (
+                    item.windows[:1] if self.metadata.topic_windows == "first" else item.windows
+                )
                 doc_topics = merge_document_scores(
-                    item.windows, [topic_scores[doc][w.start] for w in item.windows]
+                    windows, [topic_scores[doc][w.start] for w in windows]
                 )
             results.append(Scores(word_logits=word_logits, topic_logits=doc_topics))
         return results

@@ -65,6 +65,53 @@ def _topic_section(title: str, report: dict[str, Any], metadata: ModelMetadata) 
     return f"### {title}\n\n" + _table(rows, header) + "\n\n" + "\n".join(extra)
 
 
+def _dev_choices(metadata: ModelMetadata) -> str:
+    """What the dev set decided: epoch, decoder, topic pooling, int8 vs fp32."""
+    metrics = metadata.metrics
+    lines = ["## Choices made on the dev set\n"]
+    history = metadata.training.get("history", [])
+    if history:
+        rows = []
+        for record in history:
+            dev = record.get("dev", {})
+            rows.append(
+                [
+                    record["epoch"],
+                    dev.get("entity", {}).get("micro_f1", ""),
+                    dev.get("topic", {}).get("section_accuracy", ""),
+                    dev.get("topic", {}).get("micro_f1", ""),
+                    "kept" if record.get("saved") else "",
+                ]
+            )
+        header = ["epoch", "entity F1", "section acc.", "topic micro-F1", "checkpoint"]
+        lines.append("Per epoch (torch, through the serving predictor):\n")
+        lines.append(_table(rows, header) + "\n")
+    if "dev_decoder_f1" in metrics:
+        lines.append(
+            f"- BIO decoder, dev entity F1: {metrics['dev_decoder_f1']} -> `{metadata.decoder}`"
+        )
+    if "dev_topic_windows" in metrics:
+        lines.append(
+            "- topic pooling over windows, dev (section accuracy, micro-F1): "
+            f"{metrics['dev_topic_windows']} -> `{metadata.topic_windows}`"
+        )
+    dev = metrics.get("dev", {})
+    if "int8" in dev and "fp32" in dev:
+        pairs = []
+        if "entity" in dev["int8"]:
+            pairs.append(
+                f"entity F1 int8 {dev['int8']['entity']['micro_f1']} vs fp32 "
+                f"{dev['fp32']['entity']['micro_f1']}"
+            )
+        if "topic" in dev["int8"]:
+            pairs.append(
+                f"section accuracy int8 {dev['int8']['topic'].get('section_accuracy')} vs fp32 "
+                f"{dev['fp32']['topic'].get('section_accuracy')}"
+            )
+        lines.append("- int8 vs fp32 on dev: " + "; ".join(pairs))
+    return "\n".join(lines) + "\n"
+
+
 def render_card(metadata: ModelMetadata, notes: str = "") -> str:
     """The model card as Markdown."""
     metrics = metadata.metrics
@@ -114,6 +161,7 @@ def render_card(metadata: ModelMetadata, notes: str = "") -> str:
                 parts.append(
                     _topic_section(f"Topics, {split} ({variant})", report["topic"], metadata) + "\n"
                 )
+    parts.append(_dev_choices(metadata))
     if notes:
         parts.append(notes.strip() + "\n")
     parts.append("## Data and licences\n\n" + LICENCES + "\n")

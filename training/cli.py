@@ -82,6 +82,9 @@ def run_export(
         predictor = Predictor.load(output, threads=threads, variant=variant)
         if variant == metadata.default_variant and metadata.topic_labels and corpora.topic_dev:
             assert config.topics is not None
+            metadata = _choose_topic_windows(predictor, metadata, corpora, config)
+            metadata.save(output)
+            predictor = Predictor.load(output, threads=threads, variant=variant)
             probabilities = topic_probabilities(predictor, corpora.topic_dev)
             thresholds = tune_thresholds(probabilities, corpora.topic_dev, metadata.topic_labels)
             metadata = metadata.model_copy(update={"thresholds": thresholds})
@@ -102,6 +105,36 @@ def run_export(
     metadata.save(output)
     write_card(output, metadata, _card_notes(config))
     return metadata
+
+
+def _choose_topic_windows(
+    predictor: Predictor, metadata: ModelMetadata, corpora: Corpora, config: KhabarConfig
+) -> ModelMetadata:
+    """Keep the topic window pooling (mean or first) with the better dev section accuracy.
+
+    Ties go to topic micro-F1, then to the length-weighted mean.
+    """
+    assert config.topics is not None
+    scores = {}
+    for pooling in ("mean", "first"):
+        candidate = Predictor(
+            metadata.model_copy(update={"topic_windows": pooling}),
+            predictor.tokenizer,
+            predictor.session,
+        )
+        probabilities = topic_probabilities(candidate, corpora.topic_dev)
+        report = topic_report(
+            probabilities,
+            corpora.topic_dev,
+            metadata.topic_labels,
+            config.topics.sections,
+            metadata.thresholds,
+        )
+        scores[pooling] = (report.get("section_accuracy", 0.0), report["micro_f1"])
+    best = max(scores, key=lambda name: (scores[name], name == "mean"))
+    logger.info("dev (section accuracy, micro-F1) by topic pooling: %s -> %s", scores, best)
+    metrics = {**metadata.metrics, "dev_topic_windows": scores}
+    return metadata.model_copy(update={"topic_windows": best, "metrics": metrics})
 
 
 def _choose_decoder(
