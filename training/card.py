@@ -86,6 +86,14 @@ def _dev_choices(metadata: ModelMetadata) -> str:
         header = ["epoch", "entity F1", "section acc.", "topic micro-F1", "checkpoint"]
         lines.append("Per epoch (torch, through the serving predictor):\n")
         lines.append(_table(rows, header) + "\n")
+    refit = metadata.training.get("topic_refit") or {}
+    if refit:
+        lines.append(
+            f"- topic head refit on frozen features of {refit['train_articles']} training "
+            f"articles: dev section accuracy {refit['before']['section_accuracy']:.2f} -> "
+            f"{refit['after']['section_accuracy']:.2f} (pass {refit['chosen_pass']}; "
+            f"{'kept' if refit['replaced'] else 'not kept'})"
+        )
     if "dev_decoder_f1" in metrics:
         lines.append(
             f"- BIO decoder, dev entity F1: {metrics['dev_decoder_f1']} -> `{metadata.decoder}`"

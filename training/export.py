@@ -266,6 +266,9 @@ def export_run(
                     "data_files": run["data_files"],
                     "data_counts": run["data_counts"],
                     "history": run["history"],
+                    "topic_refit": {
+                        k: v for k, v in run.get("topic_refit", {}).items() if k != "history"
+                    },
                 },
             }
         )

@@ -20,6 +20,10 @@ from serving.errors import MissingExtraError
 TRAIN_HELP = "Fine-tune an encoder on the recipe's corpora and save a training run."
 EXPORT_HELP = "Export a training run to an ONNX model directory (trim, optimise, int8, parity)."
 EVALUATE_HELP = "Evaluate an exported model on the dev or test split through the ONNX runtime."
+REFIT_HELP = (
+    "Refit a run's topic head on frozen encoder features of every topic training article "
+    "(kept only if the dev split improves)."
+)
 SHIP_HELP = (
     "Copy a model directory with only its default (int8) ONNX file, e.g. into models/default."
 )
@@ -93,6 +97,19 @@ def register(app: typer.Typer) -> None:
         _print_report(
             {"model": str(output), "files": metadata.onnx_files, "metrics": metadata.metrics}
         )
+
+    @app.command("refit-topics", help=REFIT_HELP)
+    def refit_cli(
+        run_dir: Annotated[Path, typer.Argument(help="A directory written by khabar train.")],
+        epochs: Annotated[int, typer.Option(help="Passes over the features.")] = 40,
+        quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+    ) -> None:
+        _require_training_extra()
+        _setup_logging(quiet)
+        from training.refit import refit_topic_head
+
+        report = refit_topic_head(run_dir, epochs=epochs, show_progress=not quiet)
+        _print_report({k: v for k, v in report.items() if k != "history"})
 
     @app.command("ship", help=SHIP_HELP)
     def ship_cli(

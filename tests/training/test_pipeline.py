@@ -117,3 +117,18 @@ def test_ship_keeps_only_the_default_variant_and_every_metric(tiny_model_dir, tm
     assert names == {"khabar.json", "tokenizer.json", "MODEL_CARD.md", "model.int8.onnx"}
     assert shipped.metrics == ModelMetadata.load(tiny_model_dir).metrics
     assert Predictor.load(tmp_path / "shipped", threads=1).analyze(["بيروت"])[0].topic_scores
+
+
+def test_topic_head_refit_reports_dev_scores_and_keeps_the_better_head(tiny_run, tmp_path):
+    import shutil
+
+    from training.refit import refit_topic_head
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    report = refit_topic_head(run, epochs=5, show_progress=False)
+    assert report["train_articles"] > 0 and report["dev_articles"] > 0
+    assert report["after"]["section_accuracy"] >= report["before"]["section_accuracy"]
+    assert report["replaced"] == (report["chosen_pass"] > 0)
+    stored = json.loads((run / "run.json").read_text(encoding="utf-8"))
+    assert stored["topic_refit"]["chosen_pass"] == report["chosen_pass"]
