@@ -76,27 +76,8 @@ def run_export(
     corpus = corpus_words(corpora.texts(), draft) if config.export.trim_vocab else None
     metadata, _ = export_run(run_dir, output, config.export, corpus)
 
-    dev: dict[str, Any] = {}
     variants = sorted(metadata.onnx_files, key=lambda v: v != metadata.default_variant)
-    for variant in variants:
-        predictor = Predictor.load(output, threads=threads, variant=variant)
-        if variant == metadata.default_variant and metadata.topic_labels and corpora.topic_dev:
-            assert config.topics is not None
-            metadata = _choose_topic_windows(predictor, metadata, corpora, config)
-            metadata.save(output)
-            predictor = Predictor.load(output, threads=threads, variant=variant)
-            probabilities = topic_probabilities(predictor, corpora.topic_dev)
-            thresholds = tune_thresholds(probabilities, corpora.topic_dev, metadata.topic_labels)
-            metadata = metadata.model_copy(update={"thresholds": thresholds})
-            metadata.save(output)
-            predictor = Predictor.load(output, threads=threads, variant=variant)
-        if variant == metadata.default_variant and metadata.entity_types and corpora.entity_dev:
-            metadata = _choose_decoder(predictor, metadata, corpora)
-            metadata.save(output)
-            predictor = Predictor.load(output, threads=threads, variant=variant)
-        dev[variant] = evaluate_model(predictor, config, corpora, "dev")
-        logger.info("dev (%s): %s", variant, json.dumps(_headline(dev[variant])))
-    metadata = metadata.model_copy(update={"metrics": {**metadata.metrics, "dev": dev}})
+    metadata = tune_on_dev(output, metadata, config, corpora, variants, threads)
     if not config.export.keep_fp32 and "int8" in metadata.onnx_files:
         # Shipped models carry only int8; the fp32 dev figures stay in the metrics.
         (output / metadata.onnx_files["fp32"]).unlink()
@@ -104,6 +85,41 @@ def run_export(
         metadata = metadata.model_copy(update={"onnx_files": files})
     metadata.save(output)
     write_card(output, metadata, _card_notes(config))
+    return metadata
+
+
+def tune_on_dev(
+    output: Path,
+    metadata: ModelMetadata,
+    config: KhabarConfig,
+    corpora: Corpora,
+    variants: list[str],
+    threads: int | None = None,
+) -> ModelMetadata:
+    """Make the dev-set choices with the default variant and record dev figures per variant.
+
+    With the default variant: topic pooling over windows, per-label thresholds and the
+    BIO decoder. Then every variant in ``variants`` is scored on dev; figures of other
+    variants already recorded are kept.
+    """
+    dev: dict[str, Any] = dict(metadata.metrics.get("dev", {}))
+    for variant in variants:
+        predictor = Predictor.load(output, threads=threads, variant=variant)
+        if variant == metadata.default_variant and metadata.topic_labels and corpora.topic_dev:
+            metadata = _choose_topic_windows(predictor, metadata, corpora, config)
+            probabilities = topic_probabilities(
+                Predictor(metadata, predictor.tokenizer, predictor.session), corpora.topic_dev
+            )
+            thresholds = tune_thresholds(probabilities, corpora.topic_dev, metadata.topic_labels)
+            metadata = metadata.model_copy(update={"thresholds": thresholds})
+        if variant == metadata.default_variant and metadata.entity_types and corpora.entity_dev:
+            metadata = _choose_decoder(predictor, metadata, corpora)
+        metadata.save(output)
+        predictor = Predictor(metadata, predictor.tokenizer, predictor.session)
+        dev[variant] = evaluate_model(predictor, config, corpora, "dev")
+        logger.info("dev (%s): %s", variant, json.dumps(_headline(dev[variant])))
+    metadata = metadata.model_copy(update={"metrics": {**metadata.metrics, "dev": dev}})
+    metadata.save(output)
     return metadata
 
 

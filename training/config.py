@@ -7,6 +7,7 @@ a recipe works from any working directory.
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any, Literal
 
@@ -261,7 +262,8 @@ def validate_config(
     Raises:
         ConfigError: A field is unknown or invalid; the message names source and field.
     """
-    data = dict(data)
+    # A deep copy: overrides must never leak into the caller's mapping (a run's record).
+    data = copy.deepcopy(data)
     for dotted, value in parse_overrides(overrides or []).items():
         _set_dotted(data, dotted, value)
     try:

@@ -67,3 +67,12 @@ def test_shipped_default_recipe_is_valid():
     assert config.entities.types == ["PER", "ORG", "LOC", "MISC"]
     assert config.topics.sections == ["politics", "economy", "sport", "technology", "culture"]
     assert set(config.topics.display_names) == set(config.topics.labels)
+
+
+def test_overrides_never_change_the_callers_mapping():
+    from training.config import validate_config
+
+    data = {"encoder": {"name": "x"}, "entities": {"train": "a.txt"}, "training": {"epochs": 3}}
+    config = validate_config(data, "stored", ["training.epochs=1"])
+    assert config.training.epochs == 1
+    assert data["training"]["epochs"] == 3
