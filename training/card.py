@@ -59,8 +59,15 @@ def _topic_section(title: str, report: dict[str, Any], metadata: ModelMetadata) 
     me = report["per_label"].get("middle_east")
     if me and me["known"]:
         extra.append(f"- `middle_east` accuracy where known: {me['accuracy']}% on {me['known']}")
-    for name, value in report.get("baseline", {}).items():
-        extra.append(f"- baseline {name}: {value}")
+    baseline = report.get("baseline", {})
+    for task in ("section", "middle_east"):
+        if task in baseline:
+            scores = baseline[task]
+            extra.append(
+                f"- TF-IDF + linear SVM baseline, {task} accuracy: "
+                f"**{100 * scores['accuracy']:.2f}%** (trained on {scores['n_train']}, "
+                f"scored on {scores['n_test']} in the same run)"
+            )
     header = ["label", "display", "kind", "P", "R", "F1", "positives", "known"]
     return f"### {title}\n\n" + _table(rows, header) + "\n\n" + "\n".join(extra)
 

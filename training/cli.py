@@ -210,8 +210,17 @@ def run_evaluate(
         from training.baseline import tfidf_svm_baseline
 
         held_out = getattr(corpora, f"topic_{split}")
+        # The baseline learns from the whole train split, as the topic head does after refit.
+        full = load_corpora(
+            validate_config(
+                config.model_dump(mode="json"),
+                "baseline",
+                ["topics.max_train_examples=null", "entities=null"],
+            ),
+            with_test=False,
+        )
         report["topic"]["baseline"] = tfidf_svm_baseline(
-            corpora.topic_train, held_out, config.topics.sections
+            full.topic_train, held_out, config.topics.sections
         )
     chosen = variant or metadata.default_variant
     if record:
