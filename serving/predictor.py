@@ -120,6 +120,12 @@ class Predictor:
         session = OnnxSession(model_dir / metadata.onnx_files[variant], threads=threads)
         return cls(metadata, tokenizer, session, model_dir)
 
+    def with_metadata(self, **updates: Any) -> Predictor:
+        """The same loaded model with some metadata changed (decoder, pooling, thresholds)."""
+        return Predictor(
+            self.metadata.model_copy(update=updates), self.tokenizer, self.session, self.model_dir
+        )
+
     # -- steps -----------------------------------------------------------------
 
     def prepare(self, texts: Sequence[str]) -> list[Prepared]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from training.data.topics import ANT_SECTION_MAP, TOPIC_LABELS
+
 # (token, tag) sentences written for the tests; PERS is the corpus' spelling of PER.
 SENTENCES: list[list[tuple[str, str]]] = [
     [("زار", "O"), ("الرئيس", "O"), ("ماكرون", "B-PERS"), ("بيروت", "B-LOC"), (".", "O")],
@@ -299,16 +301,7 @@ def write_config(root: Path, encoder: Path, corpora: dict[str, Path], **extra: o
             "dev_fraction": 0.2,
         },
         "topics": {
-            "labels": [
-                "politics",
-                "economy",
-                "sport",
-                "technology",
-                "culture",
-                "middle_east",
-                "middle_east_conflict",
-                "russia_ukraine",
-            ],
+            "labels": list(TOPIC_LABELS),
             "display_names": {"sport": "رياضة"},
             "kinds": {
                 "politics": "section",
@@ -321,14 +314,7 @@ def write_config(root: Path, encoder: Path, corpora: dict[str, Path], **extra: o
                 "russia_ukraine": "story",
             },
             "ant_paths": [str(corpora["ant"])],
-            "section_map": {
-                "internationalNews": "politics",
-                "middleEast": "politics",
-                "economy": "economy",
-                "sport": "sport",
-                "technology": "technology",
-                "culture": "culture",
-            },
+            "section_map": dict(ANT_SECTION_MAP),
             "story_rules": str(repo / "configs" / "stories.yaml"),
             "fignews": str(corpora["fignews"]),
             "split": {"train": 0.6, "dev": 0.2, "test": 0.2},

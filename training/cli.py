@@ -133,11 +133,7 @@ def _choose_topic_windows(
     assert config.topics is not None
     scores = {}
     for pooling in ("mean", "first"):
-        candidate = Predictor(
-            metadata.model_copy(update={"topic_windows": pooling}),
-            predictor.tokenizer,
-            predictor.session,
-        )
+        candidate = predictor.with_metadata(topic_windows=pooling)
         probabilities = topic_probabilities(candidate, corpora.topic_dev)
         report = topic_report(
             probabilities,
@@ -159,11 +155,7 @@ def _choose_decoder(
     """Keep the BIO decoder (constrained Viterbi or argmax) with the better dev entity F1."""
     scores = {}
     for decoder in ("viterbi", "argmax"):
-        candidate = Predictor(
-            metadata.model_copy(update={"decoder": decoder}),
-            predictor.tokenizer,
-            predictor.session,
-        )
+        candidate = predictor.with_metadata(decoder=decoder)
         scores[decoder] = entity_report(candidate, corpora.entity_dev)["micro_f1"]
     best = max(scores, key=lambda name: (scores[name], name == "viterbi"))
     logger.info("dev entity F1 by decoder: %s -> %s", scores, best)
