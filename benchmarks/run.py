@@ -877,7 +877,7 @@ def build_engine(spec: Mapping[str, Any]) -> tuple[Predictor, dict[str, Any]]:
         SkipEngine: The engine cannot be built from what is on disk.
     """
     from serving.metadata import TOKENIZER_NAME, ModelMetadata
-    from serving.predictor import Predictor
+    from serving.predictor import Predictor, load_lexical_head
     from serving.tokenise import load_tokenizer
 
     engine = spec["engine"]
@@ -952,7 +952,9 @@ def build_engine(spec: Mapping[str, Any]) -> tuple[Predictor, dict[str, Any]]:
         info["parameters"] = sum(p.numel() for p in model.parameters())
     session = TorchSession(model, threads=threads)
     info["threads"] = session.threads
-    return Predictor(metadata, tokenizer, session, model_dir), info  # type: ignore[arg-type]
+    # The same pipeline as the ONNX engines, lexical topic head included.
+    lexical = load_lexical_head(model_dir, metadata)
+    return Predictor(metadata, tokenizer, session, model_dir, lexical), info  # type: ignore[arg-type]
 
 
 def time_batches(

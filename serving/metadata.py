@@ -54,6 +54,7 @@ class ModelMetadata(BaseModel):
     stride: int = 64
     decoder: str = "viterbi"
     topic_windows: Literal["mean", "first"] = "mean"
+    lexical_head: str | None = None  # file of the lexical topic head (serving/lexical.py)
     special_tokens: SpecialTokens
     onnx_files: dict[str, str] = Field(default_factory=lambda: {"int8": "model.int8.onnx"})
     default_variant: str = "int8"

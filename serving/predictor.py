@@ -18,6 +18,7 @@ import numpy as np
 
 from serving.decode import decode_tags, log_softmax, sigmoid, tags_to_spans, topics_over_threshold
 from serving.errors import ModelLoadError
+from serving.lexical import LexicalHead
 from serving.metadata import TOKENIZER_NAME, ModelMetadata
 from serving.normalise import Normalised, normalise
 from serving.session import ENTITY_OUTPUT, TOPIC_OUTPUT, OnnxSession
@@ -68,6 +69,23 @@ class DocumentResult:
         }
 
 
+def load_lexical_head(model_dir: Path, metadata: ModelMetadata) -> LexicalHead | None:
+    """The model's lexical topic head, if its metadata names one.
+
+    Raises:
+        ModelLoadError: The file is missing or does not fit the model's topic labels.
+    """
+    if metadata.lexical_head is None:
+        return None
+    head = LexicalHead.load(model_dir / metadata.lexical_head)
+    if head.bias.shape[0] != len(metadata.topic_labels):
+        raise ModelLoadError(
+            f"lexical topic head {metadata.lexical_head} has {head.bias.shape[0]} labels; "
+            f"the model has {len(metadata.topic_labels)}"
+        )
+    return head
+
+
 class Predictor:
     """An exported khabar model, ready to analyse text.
 
@@ -81,12 +99,14 @@ class Predictor:
         tokenizer: Any,
         session: OnnxSession,
         model_dir: Path | None = None,
+        lexical: LexicalHead | None = None,
     ) -> None:
         """Assemble a predictor from loaded parts (see :meth:`load`)."""
         self.metadata = metadata
         self.tokenizer = tokenizer
         self.session = session
         self.model_dir = model_dir
+        self.lexical = lexical
         self.entity_tags = metadata.entity_tags
 
     @classmethod
@@ -118,13 +138,21 @@ class Predictor:
             raise ModelLoadError(f"{model_dir} has no {TOKENIZER_NAME}")
         tokenizer = load_tokenizer(tokenizer_path)
         session = OnnxSession(model_dir / metadata.onnx_files[variant], threads=threads)
-        return cls(metadata, tokenizer, session, model_dir)
+        return cls(metadata, tokenizer, session, model_dir, load_lexical_head(model_dir, metadata))
 
-    def with_metadata(self, **updates: Any) -> Predictor:
-        """The same loaded model with some metadata changed (decoder, pooling, thresholds)."""
+    def with_metadata(self, metadata: ModelMetadata | None = None, **updates: Any) -> Predictor:
+        """The same loaded model with other metadata, or some fields changed (decoder, ...)."""
         return Predictor(
-            self.metadata.model_copy(update=updates), self.tokenizer, self.session, self.model_dir
+            (metadata or self.metadata).model_copy(update=updates),
+            self.tokenizer,
+            self.session,
+            self.model_dir,
+            self.lexical,
         )
+
+    def with_lexical(self, lexical: LexicalHead | None) -> Predictor:
+        """The same loaded model with another lexical topic head (or none)."""
+        return Predictor(self.metadata, self.tokenizer, self.session, self.model_dir, lexical)
 
     # -- steps -----------------------------------------------------------------
 
@@ -183,7 +211,11 @@ class Predictor:
                         row, 1 : 1 + window.length
                     ]
                 if topic_logits is not None:
-                    topic_scores[window.doc][window.start] = topic_logits[row]
+                    window_topics = topic_logits[row]
+                    if self.lexical is not None:
+                        ids = prepared[window.doc].encoded.ids[window.start : window.end]
+                        window_topics = window_topics + self.lexical.logits(ids)
+                    topic_scores[window.doc][window.start] = window_topics
         results = []
         for doc, item in enumerate(prepared):
             word_logits = None

@@ -27,13 +27,19 @@ class Window:
 
 
 def plan_windows(doc: int, n_tokens: int, max_content: int, stride: int) -> list[Window]:
-    """Cover ``n_tokens`` content tokens with windows of at most ``max_content`` tokens.
+    """Cover ``n_tokens`` content tokens with as few windows as the limit allows, all equal.
+
+    A long document gets the fewest windows of at most ``max_content`` tokens that
+    still overlap by ``stride``, and those windows share its tokens evenly. Windows of
+    one length pad nothing when batched together, and a short last window would cost
+    a full one anyway once padded: a 700-token article reads 4 x 224 tokens instead of
+    3 x 254 + 130 padded to 254.
 
     Args:
         doc: Index of the document the windows belong to.
         n_tokens: Number of content tokens (without special tokens).
-        max_content: Window size in content tokens (the encoder's limit minus specials).
-        stride: How many tokens consecutive windows share.
+        max_content: Window size limit in content tokens (the encoder's limit minus specials).
+        stride: The least number of tokens consecutive windows share.
 
     Returns:
         Windows in order; one empty window for an empty document, so that every
@@ -43,15 +49,11 @@ def plan_windows(doc: int, n_tokens: int, max_content: int, stride: int) -> list
         raise ValueError(f"need 0 <= stride ({stride}) < window size ({max_content})")
     if n_tokens <= max_content:
         return [Window(doc, 0, n_tokens)]
-    step = max_content - stride
-    windows = []
-    start = 0
-    while True:
-        end = min(start + max_content, n_tokens)
-        windows.append(Window(doc, start, end))
-        if end == n_tokens:
-            return windows
-        start += step
+    count = -(-(n_tokens - stride) // (max_content - stride))
+    size = min(max_content, -(-(n_tokens + (count - 1) * stride) // count) + 1)
+    step = -(-(n_tokens - size) // (count - 1))
+    starts = [min(i * step, n_tokens - size) for i in range(count)]
+    return [Window(doc, start, start + size) for start in starts]
 
 
 def merge_token_scores(

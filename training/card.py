@@ -101,6 +101,18 @@ def _dev_choices(metadata: ModelMetadata) -> str:
             f"{refit['after']['section_accuracy']:.2f} (pass {refit['chosen_pass']}; "
             f"{'kept' if refit['replaced'] else 'not kept'})"
         )
+    lexical = metadata.training.get("lexical_head") or {}
+    if lexical:
+        encoder_only, chosen = lexical["encoder_only"], lexical["chosen"]
+        setting = f"C {chosen['c']}, weight {chosen['scale']}" if lexical["kept"] else "none"
+        lines.append(
+            "- lexical topic head (TF-IDF over word pieces, fitted on "
+            f"{lexical['train_articles']} training articles) added to the encoder's topic "
+            f"logits: dev section accuracy {encoder_only['section_accuracy']:.2f} -> "
+            f"{chosen['section_accuracy']:.2f}, topic micro-F1 {encoder_only['micro_f1']:.2f} "
+            f"-> {chosen['micro_f1']:.2f} at 0.5 ({setting}; "
+            f"{'kept' if lexical['kept'] else 'not kept'})"
+        )
     if "dev_decoder_f1" in metrics:
         lines.append(
             f"- BIO decoder, dev entity F1: {metrics['dev_decoder_f1']} -> `{metadata.decoder}`"

@@ -69,12 +69,20 @@ def run_export(
     from training.export import corpus_words, export_run, read_run
 
     run = read_run(run_dir)
-    config = validate_config(run["config"], f"{run_dir}/run.json", overrides)
+    # The caps on topic articles are a training budget; export fits and tunes on everything.
+    uncapped = (
+        ["topics.max_train_examples=null", "topics.max_dev_examples=null"]
+        if run["config"].get("topics")
+        else []
+    )
+    config = validate_config(run["config"], f"{run_dir}/run.json", [*uncapped, *overrides])
     draft = ModelMetadata.model_validate(run["metadata"])
     full_trim_corpus = config.export.trim_vocab
     corpora = load_corpora(config, with_test=full_trim_corpus)
     corpus = corpus_words(corpora.texts(), draft) if config.export.trim_vocab else None
     metadata, _ = export_run(run_dir, output, config.export, corpus)
+    if config.topics is not None and config.topics.lexical_head and corpora.topic_dev:
+        metadata = add_lexical_head(output, metadata, config, corpora, threads)
 
     variants = sorted(metadata.onnx_files, key=lambda v: v != metadata.default_variant)
     metadata = tune_on_dev(output, metadata, config, corpora, variants, threads)
@@ -85,6 +93,38 @@ def run_export(
         metadata = metadata.model_copy(update={"onnx_files": files})
     metadata.save(output)
     write_card(output, metadata, _card_notes(config))
+    return metadata
+
+
+def add_lexical_head(
+    output: Path,
+    metadata: ModelMetadata,
+    config: KhabarConfig,
+    corpora: Corpora,
+    threads: int | None = None,
+) -> ModelMetadata:
+    """Fit the lexical topic head beside an exported model; keep it only if dev improves."""
+    from training.lexical import LEXICAL_FILE, fit_lexical_head
+
+    assert config.topics is not None
+    predictor = Predictor.load(output, threads=threads).with_lexical(None)
+    head, report = fit_lexical_head(
+        predictor,
+        corpora.topic_train,
+        corpora.topic_dev,
+        config.topics.sections,
+        seed=config.training.seed,
+    )
+    (output / LEXICAL_FILE).unlink(missing_ok=True)
+    if head is not None:
+        head.save(output / LEXICAL_FILE)
+    metadata = metadata.model_copy(
+        update={
+            "lexical_head": LEXICAL_FILE if head is not None else None,
+            "training": {**metadata.training, "lexical_head": report},
+        }
+    )
+    metadata.save(output)
     return metadata
 
 
@@ -108,14 +148,14 @@ def tune_on_dev(
         if variant == metadata.default_variant and metadata.topic_labels and corpora.topic_dev:
             metadata = _choose_topic_windows(predictor, metadata, corpora, config)
             probabilities = topic_probabilities(
-                Predictor(metadata, predictor.tokenizer, predictor.session), corpora.topic_dev
+                predictor.with_metadata(metadata), corpora.topic_dev
             )
             thresholds = tune_thresholds(probabilities, corpora.topic_dev, metadata.topic_labels)
             metadata = metadata.model_copy(update={"thresholds": thresholds})
         if variant == metadata.default_variant and metadata.entity_types and corpora.entity_dev:
             metadata = _choose_decoder(predictor, metadata, corpora)
         metadata.save(output)
-        predictor = Predictor(metadata, predictor.tokenizer, predictor.session)
+        predictor = predictor.with_metadata(metadata)
         dev[variant] = evaluate_model(predictor, config, corpora, "dev")
         logger.info("dev (%s): %s", variant, json.dumps(_headline(dev[variant])))
     metadata = metadata.model_copy(update={"metrics": {**metadata.metrics, "dev": dev}})
@@ -238,7 +278,8 @@ def run_ship(source: Path, target: Path) -> ModelMetadata:
     staging = target.with_name(f".{target.name}.staging")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
-    for name in (files[variant], "tokenizer.json"):
+    extra = [metadata.lexical_head] if metadata.lexical_head else []
+    for name in (files[variant], "tokenizer.json", *extra):
         shutil.copy2(source / name, staging / name)
     metadata = metadata.model_copy(update={"onnx_files": files})
     metadata.save(staging)

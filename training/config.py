@@ -78,6 +78,11 @@ class TopicConfig(_Frozen):
     max_train_examples: int | None = None
     max_dev_examples: int | None = None
     max_test_examples: int | None = None
+    lexical_head: bool = Field(
+        default=True,
+        description="At export, fit a TF-IDF topic head on word pieces beside the encoder's "
+        "and keep it if dev section accuracy improves (serving/lexical.py).",
+    )
 
     @model_validator(mode="after")
     def _known_labels(self) -> TopicConfig:

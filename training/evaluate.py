@@ -79,9 +79,10 @@ def topic_probabilities(
     return np.array([[r.topic_scores[label] for label in labels] for r in results])
 
 
-def _targets(
+def topic_targets(
     examples: Sequence[TopicExample], labels: Sequence[str]
 ) -> tuple[np.ndarray, np.ndarray]:
+    """Targets ``[examples, labels]`` and which of them are known (unknown ones are 0)."""
     targets = np.zeros((len(examples), len(labels)), dtype=np.float32)
     known = np.zeros((len(examples), len(labels)), dtype=bool)
     for row, example in enumerate(examples):
@@ -107,7 +108,7 @@ def tune_thresholds(
     grid: Sequence[float] = tuple(np.round(np.arange(0.05, 0.96, 0.05), 2)),
 ) -> dict[str, float]:
     """Per-label threshold with the best F1 on the known examples (0.5 if none known)."""
-    targets, known = _targets(examples, labels)
+    targets, known = topic_targets(examples, labels)
     thresholds: dict[str, float] = {}
     for col, label in enumerate(labels):
         rows = known[:, col]
@@ -139,7 +140,7 @@ def topic_report(
     thresholds: Mapping[str, float],
 ) -> dict[str, Any]:
     """Per-label P/R/F1 (known labels only), micro/macro F1, section and region accuracy."""
-    targets, known = _targets(examples, labels)
+    targets, known = topic_targets(examples, labels)
     per_label: dict[str, dict[str, float]] = {}
     totals = np.zeros(3)
     for col, label in enumerate(labels):

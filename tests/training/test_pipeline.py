@@ -114,7 +114,8 @@ def test_ship_keeps_only_the_default_variant_and_every_metric(tiny_model_dir, tm
 
     shipped = run_ship(tiny_model_dir, tmp_path / "shipped")
     names = {p.name for p in (tmp_path / "shipped").iterdir()}
-    assert names == {"khabar.json", "tokenizer.json", "MODEL_CARD.md", "model.int8.onnx"}
+    lexical = {shipped.lexical_head} if shipped.lexical_head else set()
+    assert names == {"khabar.json", "tokenizer.json", "MODEL_CARD.md", "model.int8.onnx", *lexical}
     assert shipped.metrics == ModelMetadata.load(tiny_model_dir).metrics
     assert Predictor.load(tmp_path / "shipped", threads=1).analyze(["بيروت"])[0].topic_scores
 
