@@ -56,6 +56,7 @@ DEFAULT_RUN = REPO_ROOT / "runs" / "default"
 DEFAULT_OUT = REPO_ROOT / "benchmarks" / "results"
 # Git ignores benchmarks/scratch/: the held-out split cached between runs lives there.
 DEFAULT_CACHE = REPO_ROOT / "benchmarks" / "scratch"
+DEFAULT_TRIED = REPO_ROOT / "benchmarks" / "speedups.md"
 CACHE_VERSION = 1
 
 TORCH_FP32 = "torch-fp32"
@@ -638,6 +639,8 @@ def render_markdown(results: Mapping[str, Any]) -> str:
         for target in results.get("targets") or targets(results)
     ]
     lines += _table(["target", "measured", "status", "by", "how"], target_rows, align="lrlll")
+    if results.get("tried"):
+        lines += ["", "## What was tried for speed", "", str(results["tried"]).strip()]
     return "\n".join(lines) + "\n"
 
 
@@ -1646,6 +1649,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="cache of the held-out split (default: benchmarks/scratch)",
     )
+    parser.add_argument(
+        "--tried",
+        type=Path,
+        default=DEFAULT_TRIED,
+        metavar="FILE",
+        help="Markdown log of speed experiments, copied into the report "
+        "(default: benchmarks/speedups.md)",
+    )
     parser.add_argument("--no-cache", action="store_true", help="always reload the corpora")
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
     parser.add_argument("--worker", type=Path, default=None, help=argparse.SUPPRESS)
@@ -1701,6 +1712,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KhabarError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if options.tried.is_file():
+        results["tried"] = options.tried.read_text(encoding="utf-8")
     markdown, raw = write_results(results, options.out)
     print(render_markdown(results))
     print(f"written: {markdown} and {raw}", file=sys.stderr)

@@ -224,6 +224,14 @@ class TestRenderMarkdown:
         assert "no run at runs/x" in text
         assert "| torch-fp32 | skipped |" in text
 
+    def test_the_log_of_speed_experiments_closes_the_report(self) -> None:
+        results = hand_built()
+        assert "## What was tried" not in bench.render_markdown(results)
+        results["tried"] = "- static QDQ int8: 1.2x slower, dropped\n"
+        text = bench.render_markdown(results)
+        assert text.rstrip().endswith("- static QDQ int8: 1.2x slower, dropped")
+        assert text.index("## Targets") < text.index("## What was tried for speed")
+
     def test_tables_are_well_formed(self) -> None:
         for line in bench.render_markdown(hand_built()).splitlines():
             if line.startswith("|"):
