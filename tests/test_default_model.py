@@ -65,11 +65,6 @@ def test_spans_survive_diacritics_tatweel_and_bidi_marks(predictor):
         assert text[entity.start : entity.end] == entity.text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known limit of the shipped model: short hand-written sports reports score "
-    "politics (sport about 0.15) although ANT sport articles score sport at 0.99; see the card",
-)
 def test_sports_report_gets_sport(predictor):
     text = (
         "حقق منتخب المغرب فوزا كبيرا على نظيره البرتغالي بهدف نظيف في مباراة كرة القدم، "

@@ -170,6 +170,10 @@ def render_card(metadata: ModelMetadata, notes: str = "") -> str:
     export = metrics.get("export", {})
     if export:
         parts.append(f"- sizes (MB): {export.get('sizes_mb')}")
+        settings = metadata.training.get("export") or {}
+        if settings.get("quantize"):
+            weights = "per-channel" if settings.get("per_channel") else "per-tensor"
+            parts.append(f"- int8: dynamic quantisation, {weights} weights (onnxruntime)")
         parts.append(f"- fp32 ONNX vs torch max |Δlogit|: {export.get('parity_max_abs_diff')}")
         vocab = export.get("vocab", {})
         if vocab.get("trimmed"):
@@ -177,6 +181,8 @@ def render_card(metadata: ModelMetadata, notes: str = "") -> str:
                 f"- vocabulary trimmed {vocab['original_size']} -> {vocab['size']} pieces; "
                 f"{vocab['corpus_tokens_checked_one_to_one']} corpus tokens checked one-to-one"
             )
+    if metadata.lexical_head:
+        parts.append(f"- lexical topic head: `{metadata.lexical_head}` (TF-IDF over word pieces)")
     parts.append(f"- thresholds: {metadata.thresholds}\n")
     for split in ("test", "dev"):
         for variant, report in sorted(metrics.get(split, {}).items()):

@@ -263,6 +263,8 @@ def export_run(
                 "versions": library_versions(),
                 "training": {
                     "config": run["config"],
+                    # What this export ran with, overrides included.
+                    "export": settings.model_dump(mode="json"),
                     "data_files": run["data_files"],
                     "data_counts": run["data_counts"],
                     "history": run["history"],

@@ -42,6 +42,16 @@ def test_exported_model_is_self_describing(tiny_model_dir):
     assert "ANERcorp" in card and "int8" in card
 
 
+def test_export_records_the_settings_it_ran_with_overrides_included(tiny_run, tmp_path):
+    from training.cli import run_export
+
+    metadata = run_export(tiny_run, tmp_path / "pc", ["export.per_channel=true"], threads=1)
+    assert metadata.training["export"]["per_channel"] is True
+    assert metadata.training["config"]["export"].get("per_channel") is not True  # the run's own
+    card = (tmp_path / "pc" / "MODEL_CARD.md").read_text(encoding="utf-8")
+    assert "per-channel weights" in card
+
+
 def test_onnx_fp32_matches_torch_through_the_same_predictor(tiny_run, tmp_path):
     output = tmp_path / "untrimmed"
     export_run(tiny_run, output, ExportConfig(trim_vocab=False, quantize=False))
