@@ -22,6 +22,23 @@ import numpy as np
 from serving.errors import ModelLoadError
 
 
+def window_tfidf(ids: np.ndarray, idf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct piece ids of a window and their L2-normalised sublinear TF-IDF values.
+
+    Ids outside ``idf`` are ignored. Training builds its features with this same function.
+    """
+    ids = np.asarray(ids, dtype=np.int64)
+    ids = ids[(ids >= 0) & (ids < idf.shape[0])]
+    if ids.size == 0:
+        return ids, np.zeros(0, dtype=np.float32)
+    pieces, counts = np.unique(ids, return_counts=True)
+    values = (1.0 + np.log(counts)) * idf[pieces]
+    norm = float(np.linalg.norm(values))
+    if norm > 0:
+        values = values / norm
+    return pieces, values.astype(np.float32)
+
+
 @dataclass(frozen=True)
 class LexicalHead:
     """Inverse document frequencies ``[vocab]``, weights ``[vocab, labels]``, bias ``[labels]``."""
@@ -47,16 +64,7 @@ class LexicalHead:
 
     def window_features(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Distinct piece ids of a window and their L2-normalised TF-IDF values."""
-        ids = np.asarray(ids, dtype=np.int64)
-        ids = ids[(ids >= 0) & (ids < self.vocab_size)]
-        if ids.size == 0:
-            return ids, np.zeros(0, dtype=np.float32)
-        pieces, counts = np.unique(ids, return_counts=True)
-        values = (1.0 + np.log(counts)) * self.idf[pieces]
-        norm = float(np.linalg.norm(values))
-        if norm > 0:
-            values = values / norm
-        return pieces, values.astype(np.float32)
+        return window_tfidf(ids, self.idf)
 
     def logits(self, ids: np.ndarray) -> np.ndarray:
         """Topic logits ``[labels]`` of one window's content piece ids."""

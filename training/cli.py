@@ -15,7 +15,7 @@ from serving.errors import ConfigError
 from serving.metadata import ModelMetadata
 from serving.predictor import Predictor
 from training.card import write_card
-from training.config import KhabarConfig, load_config, validate_config
+from training.config import UNCAPPED_TOPICS, KhabarConfig, load_config, validate_config
 from training.data.corpora import Corpora, load_corpora
 from training.evaluate import entity_report, topic_probabilities, topic_report, tune_thresholds
 
@@ -70,11 +70,7 @@ def run_export(
 
     run = read_run(run_dir)
     # The caps on topic articles are a training budget; export fits and tunes on everything.
-    uncapped = (
-        ["topics.max_train_examples=null", "topics.max_dev_examples=null"]
-        if run["config"].get("topics")
-        else []
-    )
+    uncapped = list(UNCAPPED_TOPICS) if run["config"].get("topics") else []
     config = validate_config(run["config"], f"{run_dir}/run.json", [*uncapped, *overrides])
     draft = ModelMetadata.model_validate(run["metadata"])
     full_trim_corpus = config.export.trim_vocab

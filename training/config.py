@@ -169,6 +169,10 @@ class KhabarConfig(_Frozen):
         return self
 
 
+# Overrides that lift the topic-article caps (a fine-tuning budget) for refit and export.
+UNCAPPED_TOPICS = ("topics.max_train_examples=null", "topics.max_dev_examples=null")
+
+
 def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
     keys = dotted.split(".")
     node = data

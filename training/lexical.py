@@ -1,7 +1,7 @@
 """Fit the lexical topic head (``serving/lexical.py``) and let the dev set decide on it.
 
 The features are built with the serving code itself: the predictor's own windows,
-and :meth:`LexicalHead.window_features` for each window, averaged by window length
+and :func:`serving.lexical.window_tfidf` for each window, averaged by window length
 the way the predictor merges window logits. So the logits the fitted head adds at
 serving time are exactly the ones it was fitted and scored with.
 
@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from serving.decode import sigmoid
-from serving.lexical import LexicalHead
+from serving.lexical import LexicalHead, window_tfidf
 from serving.predictor import Predictor, Prepared
 from training.data.topics import TopicExample
 from training.evaluate import topic_report, topic_targets
@@ -43,7 +43,7 @@ def inverse_document_frequency(prepared: Sequence[Prepared], vocab_size: int) ->
 
 
 def document_features(
-    head: LexicalHead, prepared: Sequence[Prepared], first_window_only: bool = False
+    idf: np.ndarray, prepared: Sequence[Prepared], first_window_only: bool = False
 ) -> Any:
     """Sparse ``[documents, vocab]`` features whose dot product is the merged head logits."""
     from scipy import sparse
@@ -56,11 +56,11 @@ def document_features(
         lengths = np.array([max(w.length, 1) for w in windows], dtype=np.float64)
         for window, weight in zip(windows, lengths / lengths.sum(), strict=True):
             window_ids = item.encoded.ids[window.start : window.end]
-            pieces, window_values = head.window_features(window_ids)
+            pieces, window_values = window_tfidf(window_ids, idf)
             rows.append(np.full(len(pieces), doc))
             cols.append(pieces)
             values.append(window_values * weight)
-    shape = (len(prepared), head.vocab_size)
+    shape = (len(prepared), idf.shape[0])
     if not rows:
         return sparse.csr_matrix(shape, dtype=np.float32)
     # Duplicate (row, col) pairs from overlapping windows are summed by the constructor.
@@ -126,9 +126,8 @@ def fit_lexical_head(
     train_prepared = encoder_only.prepare([e.text for e in train])
     dev_prepared = encoder_only.prepare([e.text for e in dev])
     idf = inverse_document_frequency(train_prepared, vocab_size)
-    empty = LexicalHead(idf, np.zeros((vocab_size, len(labels)), np.float32), np.zeros(len(labels)))
-    train_x = document_features(empty, train_prepared, first_only)
-    dev_x = document_features(empty, dev_prepared, first_only)
+    train_x = document_features(idf, train_prepared, first_only)
+    dev_x = document_features(idf, dev_prepared, first_only)
     targets, known = topic_targets(train, labels)
 
     logger.info("lexical head: encoder topic logits of %d dev articles", len(dev))

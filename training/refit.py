@@ -20,7 +20,7 @@ from torch import nn
 
 from serving.metadata import ModelMetadata
 from serving.tokenise import load_tokenizer
-from training.config import KhabarConfig, validate_config
+from training.config import UNCAPPED_TOPICS, KhabarConfig, validate_config
 from training.data.corpora import load_corpora
 from training.export import read_run
 from training.features import TopicFeature, topic_features
@@ -87,7 +87,7 @@ def refit_topic_head(
     config: KhabarConfig = validate_config(
         run["config"],
         f"{run_dir}/{RUN_NAME}",
-        ["topics.max_train_examples=null", "topics.max_dev_examples=null"],
+        list(UNCAPPED_TOPICS),
     )
     if config.topics is None:
         raise ValueError("this run has no topic head")

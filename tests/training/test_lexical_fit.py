@@ -57,7 +57,7 @@ def test_features_dotted_with_weights_are_the_logits_the_predictor_adds(tiny, po
         rng.normal(size=(vocab, n_labels)).astype(np.float32),
         rng.normal(size=n_labels).astype(np.float32),
     )
-    features = document_features(head, prepared, first_window_only=pooling == "first")
+    features = document_features(head.idf, prepared, first_window_only=pooling == "first")
     added = np.stack(
         [
             a.topic_logits - b.topic_logits
