@@ -17,7 +17,12 @@ from serving.predictor import Predictor
 from training.card import write_card
 from training.config import UNCAPPED_TOPICS, KhabarConfig, load_config, validate_config
 from training.data.corpora import Corpora, load_corpora
-from training.evaluate import entity_report, topic_probabilities, topic_report, tune_thresholds
+from training.evaluate import (
+    entity_document_report,
+    topic_probabilities,
+    topic_report,
+    tune_thresholds,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +53,8 @@ def evaluate_model(
     report: dict[str, Any] = {}
     sentences = getattr(corpora, f"entity_{split}")
     if predictor.metadata.entity_types and sentences:
-        report["entity"] = entity_report(predictor, sentences)
+        sizes = config.entities.document_sentences if config.entities else [1]
+        report["entity"] = entity_document_report(predictor, sentences, sizes)
     examples = getattr(corpora, f"topic_{split}")
     if predictor.metadata.topic_labels and examples and config.topics is not None:
         probabilities = topic_probabilities(predictor, examples)
@@ -73,8 +79,8 @@ def run_export(
     uncapped = list(UNCAPPED_TOPICS) if run["config"].get("topics") else []
     config = validate_config(run["config"], f"{run_dir}/run.json", [*uncapped, *overrides])
     draft = ModelMetadata.model_validate(run["metadata"])
-    full_trim_corpus = config.export.trim_vocab
-    corpora = load_corpora(config, with_test=full_trim_corpus)
+    # Trimming reads training and dev text only: a test text must never shape the model.
+    corpora = load_corpora(config, with_test=False)
     corpus = corpus_words(corpora.texts(), draft) if config.export.trim_vocab else None
     metadata, _ = export_run(run_dir, output, config.export, corpus)
     if config.topics is not None and config.topics.lexical_head and corpora.topic_dev:
@@ -149,7 +155,8 @@ def tune_on_dev(
             thresholds = tune_thresholds(probabilities, corpora.topic_dev, metadata.topic_labels)
             metadata = metadata.model_copy(update={"thresholds": thresholds})
         if variant == metadata.default_variant and metadata.entity_types and corpora.entity_dev:
-            metadata = _choose_decoder(predictor, metadata, corpora)
+            sizes = config.entities.document_sentences if config.entities else [1]
+            metadata = _choose_decoder(predictor, metadata, corpora, sizes)
         metadata.save(output)
         predictor = predictor.with_metadata(metadata)
         dev[variant] = evaluate_model(predictor, config, corpora, "dev")
@@ -186,13 +193,17 @@ def _choose_topic_windows(
 
 
 def _choose_decoder(
-    predictor: Predictor, metadata: ModelMetadata, corpora: Corpora
+    predictor: Predictor, metadata: ModelMetadata, corpora: Corpora, sizes: list[int]
 ) -> ModelMetadata:
-    """Keep the BIO decoder (constrained Viterbi or argmax) with the better dev entity F1."""
+    """Keep the BIO decoder (constrained Viterbi or argmax) with the better dev entity F1.
+
+    The F1 is the document-level one (``entities.document_sentences``' largest size).
+    """
     scores = {}
     for decoder in ("viterbi", "argmax"):
         candidate = predictor.with_metadata(decoder=decoder)
-        scores[decoder] = entity_report(candidate, corpora.entity_dev)["micro_f1"]
+        report = entity_document_report(candidate, corpora.entity_dev, [max(sizes)])
+        scores[decoder] = report["micro_f1"]
     best = max(scores, key=lambda name: (scores[name], name == "viterbi"))
     logger.info("dev entity F1 by decoder: %s -> %s", scores, best)
     metrics = {**metadata.metrics, "dev_decoder_f1": scores}

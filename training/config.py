@@ -32,6 +32,23 @@ class EncoderConfig(_Frozen):
     dropout: float = 0.1
 
 
+class EntityPacking(_Frozen):
+    """Training examples packed from consecutive sentences, as articles reach the model.
+
+    Users send whole articles: a sentence-only training set never shows the entity
+    head a token at position 200, nor a sentence that follows another. Each epoch adds,
+    beside the single sentences, ``copies`` passes over the corpus in which consecutive
+    sentences are joined into documents of a random token budget between
+    ``min_tokens`` and the window size, then windowed by the serving code.
+    """
+
+    copies: int = Field(1, ge=0)
+    min_tokens: int = Field(32, ge=1)
+    keep_sentences: bool = Field(
+        True, description="Also train on every sentence on its own (as before packing)."
+    )
+
+
 class EntityConfig(_Frozen):
     """The entity (BIO) head and its CoNLL corpus."""
 
@@ -42,6 +59,12 @@ class EntityConfig(_Frozen):
     test: Path | None = None
     dev_fraction: float = Field(0.1, gt=0, lt=1)
     max_train_sentences: int | None = None
+    packing: EntityPacking | None = None
+    document_sentences: list[int] = Field(
+        default_factory=lambda: [1, 5, 20],
+        description="Evaluation packs consecutive sentences into documents of these sizes; "
+        "the largest is the headline figure and the dev-set choices' criterion.",
+    )
 
 
 class SplitFractions(_Frozen):
@@ -129,6 +152,11 @@ class TrainingConfig(_Frozen):
     ner_batch_size: int = Field(16, ge=1)
     topic_batch_size: int = Field(16, ge=1)
     topic_loss_weight: float = 1.0
+    topic_encoder_gradient: bool = Field(
+        True,
+        description="False trains the topic head on detached encoder features, so the "
+        "topic loss never moves the encoder (entities read whole articles unharmed).",
+    )
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     max_grad_norm: float = 1.0
     threads: int | None = None

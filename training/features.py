@@ -8,6 +8,7 @@ and each resulting word inherits its CoNLL token's tag.
 from __future__ import annotations
 
 import bisect
+import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -95,6 +96,43 @@ def entity_features(
                 EntityFeature(_wrap(enc.ids[window.start : window.end], special), labels)
             )
     return features
+
+
+def sentence_token_counts(
+    sentences: Sequence[Sentence], tokenizer: Tokenizer, normaliser: NormaliserSettings
+) -> list[int]:
+    """Content tokens of each sentence as serving tokenises it."""
+    words = [[w.text for w in split_words(normalise(s.text, normaliser).text)] for s in sentences]
+    return [enc.n_tokens for enc in encode_words(tokenizer, words)]
+
+
+def pack_training_documents(
+    sentences: Sequence[Sentence],
+    token_counts: Sequence[int],
+    rng: random.Random,
+    min_tokens: int,
+    max_tokens: int,
+) -> list[Sentence]:
+    """Consecutive sentences joined into documents of a random token budget each.
+
+    Each document draws its budget uniformly from ``[min_tokens, max_tokens]`` and takes
+    sentences in corpus order while they fit (always at least one), so boundaries fall
+    at random places and lengths span everything from a short paragraph to a full
+    window. A sentence longer than the window is windowed later, as serving does.
+    """
+    documents: list[Sentence] = []
+    index = 0
+    while index < len(sentences):
+        budget = rng.randint(min_tokens, max(min_tokens, max_tokens))
+        group = [sentences[index]]
+        total = token_counts[index]
+        index += 1
+        while index < len(sentences) and total + token_counts[index] <= budget:
+            group.append(sentences[index])
+            total += token_counts[index]
+            index += 1
+        documents.append(Sentence.join(group))
+    return documents
 
 
 def topic_features(

@@ -72,6 +72,21 @@ class KhabarModel(nn.Module):
             outputs["topic_logits"] = self.topic_head(self.dropout(pooled))
         return outputs
 
+    def detached_topic_logits(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor
+    ) -> torch.Tensor:
+        """Topic logits whose loss trains the topic head only, never the encoder.
+
+        The encoder runs without gradients (and without their cost), so the topic task
+        cannot pull the shared representation away from what the entity head reads.
+        """
+        assert self.topic_head is not None
+        with torch.no_grad():
+            hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask)[0]
+            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+        return self.topic_head(self.dropout(pooled))
+
     def save(self, directory: Path) -> None:
         """Save encoder config, head sizes and all weights into ``directory``."""
         from safetensors.torch import save_file

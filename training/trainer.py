@@ -26,13 +26,16 @@ from serving.metadata import ModelMetadata, SpecialTokens
 from serving.predictor import Predictor
 from serving.tokenise import load_tokenizer
 from training.config import KhabarConfig
+from training.data.conll import Sentence
 from training.data.corpora import Corpora, load_corpora
-from training.evaluate import entity_report, topic_probabilities, topic_report
+from training.evaluate import entity_document_report, topic_probabilities, topic_report
 from training.features import (
     IGNORE_INDEX,
     EntityFeature,
     TopicFeature,
     entity_features,
+    pack_training_documents,
+    sentence_token_counts,
     topic_features,
 )
 from training.model import KhabarModel, build_encoder
@@ -192,7 +195,9 @@ def dev_scores(
     predictor = Predictor(metadata, tokenizer, TorchSession(model))
     scores: dict[str, Any] = {}
     if config.entities is not None and corpora.entity_dev:
-        scores["entity"] = entity_report(predictor, corpora.entity_dev)
+        scores["entity"] = entity_document_report(
+            predictor, corpora.entity_dev, config.entities.document_sentences
+        )
     if config.topics is not None and corpora.topic_dev:
         probabilities = topic_probabilities(predictor, corpora.topic_dev)
         scores["topic"] = topic_report(
@@ -205,13 +210,48 @@ def dev_scores(
     return scores
 
 
-def _selection_score(scores: dict[str, Any]) -> float:
+def _selection_score(scores: dict[str, Any], entities_only: bool = False) -> float:
+    """Mean of document-level entity F1 and section accuracy (entity F1 alone if asked).
+
+    With a detached topic head the encoder is an entity encoder whose topic head is
+    refit afterwards, so only the entity figure should pick the checkpoint.
+    """
     parts = []
     if "entity" in scores:
         parts.append(scores["entity"]["micro_f1"])
+        if entities_only:
+            return float(parts[0])
     if "topic" in scores:
         parts.append(scores["topic"].get("section_accuracy", scores["topic"]["micro_f1"]))
     return float(np.mean(parts)) if parts else 0.0
+
+
+def entity_training_documents(
+    config: KhabarConfig, corpora: Corpora, tokenizer: Any
+) -> list[Sentence]:
+    """The entity training examples: sentences, and (with packing) packed documents.
+
+    Packed copies are drawn with the run's seed, so a run is repeatable.
+    """
+    assert config.entities is not None
+    packing = config.entities.packing
+    sentences = list(corpora.entity_train)
+    if packing is None or packing.copies == 0:
+        return sentences
+    rng = random.Random(config.training.seed + 1)
+    counts = sentence_token_counts(sentences, tokenizer, config.normaliser)
+    documents = sentences if packing.keep_sentences else []
+    for _ in range(packing.copies):
+        documents = documents + pack_training_documents(
+            sentences, counts, rng, packing.min_tokens, config.windows.max_length - 2
+        )
+    logger.info(
+        "entity examples: %d sentences -> %d examples (%d packing copies)",
+        len(sentences),
+        len(documents),
+        packing.copies,
+    )
+    return documents
 
 
 def train(config: KhabarConfig, output: Path, show_progress: bool = True) -> Path:
@@ -253,7 +293,9 @@ def train(config: KhabarConfig, output: Path, show_progress: bool = True) -> Pat
     metadata = draft_metadata(config, special, encoder_info)
 
     # Test texts only widen the vocabulary that is kept; their labels are never read here.
-    corpora = load_corpora(config, with_test=settings.trim_vocab)
+    # Trimming keeps what training and dev text use (plus every Arabic piece); test
+    # text is never read here.
+    corpora = load_corpora(config, with_test=False)
     tags = bio_tags(config.entities.types) if config.entities else []
     labels = list(config.topics.labels) if config.topics else []
     encoder = build_encoder(encoder_path, attn_implementation="sdpa")
@@ -271,11 +313,10 @@ def train(config: KhabarConfig, output: Path, show_progress: bool = True) -> Pat
         encoder_info["vocabulary"] = vocab
         metadata = metadata.model_copy(update={"base_encoder": encoder_info})
         logger.info("vocabulary trimmed: %s", vocab)
-    corpora.entity_test, corpora.topic_test = [], []
     window = config.windows
     entity_feats = (
         entity_features(
-            corpora.entity_train,
+            entity_training_documents(config, corpora, tokenizer),
             tokenizer,
             tags,
             special,
@@ -343,13 +384,17 @@ def train(config: KhabarConfig, output: Path, show_progress: bool = True) -> Pat
         ):
             if step >= total_steps:
                 break
-            outputs = model(batch.input_ids, batch.attention_mask)
             if batch.task == "entity":
-                logits = outputs["entity_logits"]
+                logits = model(batch.input_ids, batch.attention_mask)["entity_logits"]
                 loss = entity_loss(logits.reshape(-1, logits.shape[-1]), batch.labels.reshape(-1))
             else:
                 assert batch.mask is not None
-                raw = topic_loss(outputs["topic_logits"], batch.labels) * batch.mask
+                topic_logits = (
+                    model(batch.input_ids, batch.attention_mask)["topic_logits"]
+                    if settings.topic_encoder_gradient
+                    else model.detached_topic_logits(batch.input_ids, batch.attention_mask)
+                )
+                raw = topic_loss(topic_logits, batch.labels) * batch.mask
                 loss = settings.topic_loss_weight * raw.sum() / batch.mask.sum().clamp(min=1.0)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -371,7 +416,9 @@ def train(config: KhabarConfig, output: Path, show_progress: bool = True) -> Pat
         }
         if settings.eval_every_epoch or step >= total_steps:
             record["dev"] = dev_scores(model, metadata, tokenizer, corpora, config)
-            score = _selection_score(record["dev"])
+            score = _selection_score(
+                record["dev"], entities_only=not settings.topic_encoder_gradient
+            )
             record["selection_score"] = score
             if score > best:
                 best = score

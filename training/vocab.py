@@ -11,9 +11,9 @@ WordPiece's longest match only ever choose pieces that were kept.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 from tokenizers import Tokenizer
@@ -39,6 +39,20 @@ def _is_single_character(piece: str) -> bool:
     return len(core) <= 1
 
 
+# Arabic script blocks: Arabic, Supplement, Extended-A/B, Presentation Forms-A/B.
+_ARABIC_SCRIPT = re.compile("[\u0600-\u06ff\u0750-\u077f\u0870-\u08ff\ufb50-\ufdff\ufe70-\ufeff]")
+
+
+def is_arabic_script(piece: str) -> bool:
+    """Whether a vocabulary piece holds any Arabic-script letter (kept whatever the corpus).
+
+    News brings names and words no training corpus has seen; with every Arabic piece
+    of the base vocabulary kept, new Arabic text tokenises as the base encoder would
+    have, instead of falling apart into single characters.
+    """
+    return bool(_ARABIC_SCRIPT.search(piece))
+
+
 def used_token_ids(tokenizer: Tokenizer, documents: Iterable[Sequence[str]]) -> set[int]:
     """Ids the tokenizer produces for pre-split documents (words), in batches."""
     used: set[int] = set()
@@ -61,12 +75,15 @@ def used_token_ids(tokenizer: Tokenizer, documents: Iterable[Sequence[str]]) -> 
     return used
 
 
-def trim_vocabulary(tokenizer_json: str, keep_ids: set[int]) -> TrimmedVocabulary:
+def trim_vocabulary(
+    tokenizer_json: str, keep_ids: set[int], keep_arabic: bool = True
+) -> TrimmedVocabulary:
     """Rewrite a ``tokenizer.json`` to the kept ids (plus single characters and specials).
 
     Args:
         tokenizer_json: The tokenizer's JSON text.
-        keep_ids: Ids to keep (typically :func:`used_token_ids` on the corpus).
+        keep_ids: Ids to keep (typically :func:`used_token_ids` on the training corpus).
+        keep_arabic: Also keep every Arabic-script piece of the base vocabulary.
 
     Raises:
         ConfigError: The tokenizer model is neither Unigram nor WordPiece.
@@ -87,7 +104,10 @@ def trim_vocabulary(tokenizer_json: str, keep_ids: set[int]) -> TrimmedVocabular
     unk_piece = model.get("unk_token")
     keep = set(keep_ids) | special_ids
     for index, piece in enumerate(pieces):
-        if piece is not None and (_is_single_character(piece) or piece == unk_piece):
+        if piece is None:
+            continue
+        always = _is_single_character(piece) or piece == unk_piece
+        if always or (keep_arabic and is_arabic_script(piece)):
             keep.add(index)
     if model["type"] == "Unigram" and model.get("unk_id") is not None:
         keep.add(model["unk_id"])
@@ -145,10 +165,3 @@ def check_one_to_one(
             raise AssertionError(f"trimmed tokenizer differs on {' '.join(words)[:80]!r}")
         compared += len(old)
     return compared
-
-
-def write_trimmed(directory: Path, trimmed: TrimmedVocabulary) -> Path:
-    """Write the trimmed ``tokenizer.json`` into ``directory``."""
-    path = directory / "tokenizer.json"
-    path.write_text(trimmed.tokenizer_json, encoding="utf-8")
-    return path

@@ -6,7 +6,7 @@ from tokenizers import Tokenizer
 
 from serving.errors import ConfigError
 from tests import tiny
-from training.vocab import check_one_to_one, trim_vocabulary, used_token_ids
+from training.vocab import check_one_to_one, is_arabic_script, trim_vocabulary, used_token_ids
 
 CORPUS = [["زار", "الرئيس", "بيروت", "."], ["قال", "أحمد", "سعيد"]]
 
@@ -22,8 +22,32 @@ def tokenizer_path(request, tmp_path) -> Path:
     return tmp_path / "tokenizer.json"
 
 
-def trim(path: Path, original: Tokenizer):
-    return trim_vocabulary(path.read_text(encoding="utf-8"), used_token_ids(original, CORPUS))
+def trim(path: Path, original: Tokenizer, keep_arabic: bool = False):
+    return trim_vocabulary(
+        path.read_text(encoding="utf-8"), used_token_ids(original, CORPUS), keep_arabic
+    )
+
+
+def test_every_arabic_piece_is_kept_whatever_the_corpus(tokenizer_path):
+    original = Tokenizer.from_file(str(tokenizer_path))
+    lean = trim(tokenizer_path, original, keep_arabic=False)
+    full = trim(tokenizer_path, original, keep_arabic=True)
+    vocab = original.get_vocab()
+    arabic = {i for piece, i in vocab.items() if is_arabic_script(piece)}
+    unused_arabic = arabic - used_token_ids(original, CORPUS)
+    assert unused_arabic, "the fixture should have Arabic pieces the corpus does not use"
+    assert arabic <= set(full.new_to_old.tolist())
+    assert not unused_arabic <= set(lean.new_to_old.tolist())
+    # Text outside the corpus keeps the base segmentation when Arabic pieces are kept.
+    words = ["الأهلي", "غزة", "بيروت"]
+    new = Tokenizer.from_str(full.tokenizer_json)
+    mapped = full.new_to_old[new.encode(words, is_pretokenized=True).ids].tolist()
+    assert mapped == original.encode(words, is_pretokenized=True).ids
+
+
+def test_arabic_script_test():
+    assert is_arabic_script("▁الرئيس") and is_arabic_script("##ية")
+    assert not is_arabic_script("▁Paris") and not is_arabic_script("2024")
 
 
 def test_trimmed_ids_map_one_to_one_on_the_corpus(tokenizer_path):

@@ -25,6 +25,14 @@ class Sentence:
         """The sentence as text: tokens joined by single spaces."""
         return " ".join(self.tokens)
 
+    @classmethod
+    def join(cls, sentences: Sequence[Sentence]) -> Sentence:
+        """Consecutive sentences as one document (their texts joined by single spaces)."""
+        return cls(
+            tuple(token for s in sentences for token in s.tokens),
+            tuple(tag for s in sentences for tag in s.tags),
+        )
+
     def token_offsets(self) -> list[tuple[int, int]]:
         """Half-open character offsets of each token in :attr:`text`."""
         offsets, position = [], 0
