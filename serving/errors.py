@@ -13,6 +13,11 @@ class KhabarError(Exception):
     exit_code: int = 1
     http_status: int = 500
     error_type: str = "khabar_error"
+    # Seconds a client should wait before retrying (the Retry-After header), if it should.
+    retry_after: int | None = None
+    # Whether the server closes the connection after answering (the rest of the body, if
+    # any, will never be read).
+    close_connection: bool = False
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -20,6 +25,15 @@ class KhabarError(Exception):
 
     def __str__(self) -> str:
         return self.message
+
+    def http_headers(self) -> dict[str, str]:
+        """Headers an HTTP error response of this kind carries."""
+        headers: dict[str, str] = {}
+        if self.retry_after is not None:
+            headers["Retry-After"] = str(self.retry_after)
+        if self.close_connection:
+            headers["Connection"] = "close"
+        return headers
 
 
 class ConfigError(KhabarError):
@@ -68,6 +82,7 @@ class Overloaded(KhabarError):
     exit_code = 1
     http_status = 429
     error_type = "overloaded"
+    retry_after = 1
 
 
 class ServerShuttingDown(KhabarError):
@@ -76,6 +91,45 @@ class ServerShuttingDown(KhabarError):
     exit_code = 1
     http_status = 503
     error_type = "shutting_down"
+    retry_after = 1
+
+
+class DeadlineExceeded(KhabarError):
+    """A request was not answered within the server's per-request deadline; its work stops."""
+
+    exit_code = 1
+    http_status = 503
+    error_type = "timeout"
+    retry_after = 5
+
+
+class TooManyConnections(KhabarError):
+    """The server holds as many connections as it is configured to; retry shortly."""
+
+    exit_code = 1
+    http_status = 503
+    error_type = "too_many_connections"
+    retry_after = 1
+    close_connection = True
+
+
+class BodyTimeout(KhabarError):
+    """The client did not send the request body in time; the connection is closed."""
+
+    exit_code = 1
+    http_status = 408
+    error_type = "request_timeout"
+    close_connection = True
+
+
+class ClientDisconnected(KhabarError):
+    """The client went away before its answer was ready: nothing is sent, 499 is counted."""
+
+    exit_code = 1
+    # nginx's "client closed request": never sent (there is nobody to send it to), only
+    # counted, so that abandoned requests are not mistaken for server errors.
+    http_status = 499
+    error_type = "client_disconnected"
 
 
 class InferenceError(KhabarError):

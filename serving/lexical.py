@@ -14,6 +14,8 @@ by length), which is also how the training features are built.
 
 from __future__ import annotations
 
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,5 +93,7 @@ class LexicalHead:
                     weights=arrays["weights"].astype(np.float32),
                     bias=arrays["bias"].astype(np.float32),
                 )
-        except (OSError, KeyError, ValueError) as exc:
-            raise ModelLoadError(f"cannot read lexical topic head {path}: {exc}") from exc
+        except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+            # A truncated or overwritten .npz is a zip error, not an OSError.
+            reason = str(exc) or type(exc).__name__
+            raise ModelLoadError(f"cannot read lexical topic head {path}: {reason}") from exc

@@ -4,12 +4,20 @@
 tokenise -> window -> batch -> encode -> merge -> decode -> map spans) and does
 nothing else; each step is a public method so that evaluation and the HTTP
 server can reuse or replace it.
+
+A document's answer depends on that document alone. The int8 encoder quantises
+its activations with one scale per tensor, computed over the whole batch, so a
+batch that mixed documents would let one document's text change another's scores
+(by up to 0.06 in a topic score, and an entity gained or lost). Every encoder
+batch therefore holds windows of one document only (:meth:`Predictor.batches`);
+what that costs in throughput is measured by ``python -m benchmarks.run --load``.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +26,7 @@ import numpy as np
 
 from serving.decode import decode_tags, log_softmax, sigmoid, tags_to_spans, topics_over_threshold
 from serving.errors import ModelLoadError
+from serving.language import too_little_arabic
 from serving.lexical import LexicalHead
 from serving.metadata import TOKENIZER_NAME, ModelMetadata
 from serving.normalise import Normalised, normalise
@@ -40,6 +49,19 @@ class Prepared:
     encoded: Encoded
     windows: list[Window]
 
+    @property
+    def n_tokens(self) -> int:
+        """Sub-word tokens of the document (what the token limits count)."""
+        return self.encoded.n_tokens
+
+
+@dataclass(frozen=True)
+class WindowScores:
+    """Raw outputs of one window: token logits ``[length, tags]`` and topic logits."""
+
+    token_logits: np.ndarray | None
+    topic_logits: np.ndarray | None
+
 
 @dataclass(frozen=True)
 class Scores:
@@ -58,6 +80,7 @@ class DocumentResult:
     topics: list[tuple[str, float]]
     topic_scores: dict[str, float]
     n_tokens: int = field(default=0, compare=False)
+    warnings: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON shape of the CLI and the API."""
@@ -66,6 +89,7 @@ class DocumentResult:
             "entities": [entity.to_dict() for entity in self.entities],
             "topics": [{"label": label, "score": round(score, 4)} for label, score in self.topics],
             "topic_scores": {label: round(score, 4) for label, score in self.topic_scores.items()},
+            "warnings": list(self.warnings),
         }
 
 
@@ -174,11 +198,18 @@ class Predictor:
         ]
 
     def batches(self, prepared: Sequence[Prepared], batch_size: int) -> list[list[Window]]:
-        """Group all windows into batches of similar length, so padding stays small."""
-        windows = sorted(
-            (w for p in prepared for w in p.windows), key=lambda w: (w.length, w.doc, w.start)
-        )
-        return [windows[i : i + batch_size] for i in range(0, len(windows), batch_size)]
+        """Encoder batches of at most ``batch_size`` windows, each of one document only.
+
+        Batches never mix documents, so no document's scores depend on another's text
+        (see the module docstring); a document's windows are all of one length, so its
+        batches pad nothing. A document longer than ``batch_size`` windows is read in
+        consecutive batches of ``batch_size``.
+        """
+        return [
+            item.windows[i : i + batch_size]
+            for item in prepared
+            for i in range(0, len(item.windows), batch_size)
+        ]
 
     def collate(
         self, prepared: Sequence[Prepared], batch: Sequence[Window]
@@ -196,48 +227,66 @@ class Predictor:
             attention_mask[row, : window.length + 2] = 1
         return input_ids, attention_mask
 
+    def encode_batch(
+        self, prepared: Sequence[Prepared], batch: Sequence[Window], run_options: Any = None
+    ) -> list[WindowScores]:
+        """Run the encoder on one batch; per window, its token and topic logits.
+
+        Args:
+            prepared: The documents the windows' ``doc`` indices point into.
+            batch: Windows to encode together (see :meth:`batches`).
+            run_options: An ``onnxruntime.RunOptions`` through which another thread can
+                stop the call (the HTTP server's shutdown), or ``None``.
+        """
+        input_ids, attention_mask = self.collate(prepared, batch)
+        if run_options is None:
+            outputs = self.session.run(input_ids, attention_mask)
+        else:
+            outputs = self.session.run(input_ids, attention_mask, run_options=run_options)
+        entity_logits = outputs.get(ENTITY_OUTPUT)
+        topic_logits = outputs.get(TOPIC_OUTPUT)
+        scores = []
+        for row, window in enumerate(batch):
+            tokens = None
+            if entity_logits is not None:
+                tokens = entity_logits[row, 1 : 1 + window.length]
+            topics = None
+            if topic_logits is not None:
+                topics = topic_logits[row]
+                if self.lexical is not None:
+                    ids = prepared[window.doc].encoded.ids[window.start : window.end]
+                    topics = topics + self.lexical.logits(ids)
+            scores.append(WindowScores(token_logits=tokens, topic_logits=topics))
+        return scores
+
+    def merge(self, item: Prepared, window_scores: Mapping[int, WindowScores]) -> Scores:
+        """Merge one document's window outputs (keyed by window start) into its scores."""
+        outputs = [window_scores[w.start] for w in item.windows]
+        word_logits = None
+        if outputs and outputs[0].token_logits is not None:
+            merged = merge_token_scores(
+                item.encoded.n_tokens,
+                item.windows,
+                [o.token_logits for o in outputs],  # type: ignore[misc]
+            )
+            word_logits = self._word_logits(merged, item.encoded)
+        doc_topics = None
+        if outputs and outputs[0].topic_logits is not None:
+            # "first": the title and lead decide (how the topic head was trained);
+            # "mean": every window votes by its length.
+            count = 1 if self.metadata.topic_windows == "first" else len(item.windows)
+            doc_topics = merge_document_scores(
+                item.windows[:count],
+                [o.topic_logits for o in outputs[:count]],  # type: ignore[misc]
+            )
+        return Scores(word_logits=word_logits, topic_logits=doc_topics)
+
     def encode(self, prepared: Sequence[Prepared], batch_size: int) -> list[Scores]:
         """Run the encoder over every window and merge window outputs per document."""
-        token_scores: list[dict[int, np.ndarray]] = [{} for _ in prepared]
-        topic_scores: list[dict[int, np.ndarray]] = [{} for _ in prepared]
-        for batch in self.batches(prepared, batch_size):
-            input_ids, attention_mask = self.collate(prepared, batch)
-            outputs = self.session.run(input_ids, attention_mask)
-            entity_logits = outputs.get(ENTITY_OUTPUT)
-            topic_logits = outputs.get(TOPIC_OUTPUT)
-            for row, window in enumerate(batch):
-                if entity_logits is not None:
-                    token_scores[window.doc][window.start] = entity_logits[
-                        row, 1 : 1 + window.length
-                    ]
-                if topic_logits is not None:
-                    window_topics = topic_logits[row]
-                    if self.lexical is not None:
-                        ids = prepared[window.doc].encoded.ids[window.start : window.end]
-                        window_topics = window_topics + self.lexical.logits(ids)
-                    topic_scores[window.doc][window.start] = window_topics
-        results = []
-        for doc, item in enumerate(prepared):
-            word_logits = None
-            if token_scores[doc]:
-                merged = merge_token_scores(
-                    item.encoded.n_tokens,
-                    item.windows,
-                    [token_scores[doc][w.start] for w in item.windows],
-                )
-                word_logits = self._word_logits(merged, item.encoded)
-            doc_topics = None
-            if topic_scores[doc]:
-                # "first": the title and lead decide (how the topic head was trained);
-                # "mean": every window votes by its length.
-                windows = (
-                    item.windows[:1] if self.metadata.topic_windows == "first" else item.windows
-                )
-                doc_topics = merge_document_scores(
-                    windows, [topic_scores[doc][w.start] for w in windows]
-                )
-            results.append(Scores(word_logits=word_logits, topic_logits=doc_topics))
-        return results
+        analysis = self.analysis(prepared, [None] * len(prepared), batch_size)
+        while not analysis.done:
+            analysis.step()
+        return analysis.scores()
 
     def _word_logits(self, token_logits: np.ndarray, encoded: Encoded) -> np.ndarray:
         """Logits of each word's first sub-token; a word without pieces is forced to O."""
@@ -259,17 +308,23 @@ class Predictor:
             entities = to_entities(spans, prepared.words, prepared.normalised)
         topic_scores: dict[str, float] = {}
         topics: list[tuple[str, float]] = []
+        warnings: list[str] = []
         if scores.topic_logits is not None:
             probabilities = sigmoid(scores.topic_logits)
             labels = self.metadata.topic_labels
             topic_scores = {label: float(p) for label, p in zip(labels, probabilities, strict=True)}
             topics = topics_over_threshold(probabilities, labels, self.metadata.thresholds)
+            warning = too_little_arabic(word.text for word in prepared.words)
+            if warning is not None:
+                topics = []
+                warnings.append(warning)
         return DocumentResult(
             id=doc_id,
             entities=entities,
             topics=topics,
             topic_scores=topic_scores,
             n_tokens=prepared.encoded.n_tokens,
+            warnings=tuple(warnings),
         )
 
     # -- entry point -----------------------------------------------------------
@@ -292,9 +347,102 @@ class Predictor:
         """
         if ids is None:
             ids = [None] * len(texts)
-        prepared = self.prepare(texts)
-        scores = self.encode(prepared, batch_size)
+        return self.analyze_prepared(self.prepare(texts), ids, batch_size)
+
+    def analyze_prepared(
+        self,
+        prepared: Sequence[Prepared],
+        ids: Sequence[str | None],
+        batch_size: int = DEFAULT_BATCH_SIZE,
+    ) -> list[DocumentResult]:
+        """:meth:`analyze` for documents already prepared (and checked against limits)."""
+        analysis = self.analysis(prepared, ids, batch_size)
+        while not analysis.done:
+            analysis.step()
+        return analysis.results()
+
+    def analysis(
+        self,
+        prepared: Sequence[Prepared],
+        ids: Sequence[str | None],
+        batch_size: int = DEFAULT_BATCH_SIZE,
+    ) -> Analysis:
+        """The analysis of prepared documents as encoder calls to run one at a time.
+
+        The HTTP server runs the steps of several requests' analyses in turns, so a
+        small request never waits for all of a large one.
+        """
+        return Analysis(self, prepared, ids, batch_size)
+
+
+class Analysis:
+    """Documents on their way through the encoder, one batch per :meth:`step`.
+
+    >>> analysis = predictor.analysis(predictor.prepare(texts), ids)  # doctest: +SKIP
+    >>> while not analysis.done:  # doctest: +SKIP
+    ...     analysis.step()
+    >>> results = analysis.results()  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        predictor: Predictor,
+        prepared: Sequence[Prepared],
+        ids: Sequence[str | None],
+        batch_size: int,
+    ) -> None:
+        """Plan the batches of ``prepared`` (see :meth:`Predictor.batches`)."""
+        if len(ids) != len(prepared):
+            raise ValueError(f"{len(ids)} ids for {len(prepared)} documents")
+        self.predictor = predictor
+        self.prepared = list(prepared)
+        self.ids = list(ids)
+        self._pending: deque[list[Window]] = deque(predictor.batches(self.prepared, batch_size))
+        self._window_scores: list[dict[int, WindowScores]] = [{} for _ in self.prepared]
+
+    @property
+    def done(self) -> bool:
+        """Whether every batch has been encoded."""
+        return not self._pending
+
+    @property
+    def remaining_batches(self) -> int:
+        """Encoder calls still to run."""
+        return len(self._pending)
+
+    @property
+    def next_cost(self) -> int:
+        """Token positions (padding, CLS and SEP included) of the next encoder call."""
+        if not self._pending:
+            return 0
+        batch = self._pending[0]
+        return len(batch) * (max(w.length for w in batch) + 2)
+
+    def step(self, run_options: Any = None) -> int:
+        """Encode the next batch; returns its number of windows.
+
+        Raises:
+            InferenceError: onnxruntime failed (or was stopped through ``run_options``).
+        """
+        batch = self._pending[0]
+        scores = self.predictor.encode_batch(self.prepared, batch, run_options)
+        self._pending.popleft()
+        for window, window_scores in zip(batch, scores, strict=True):
+            self._window_scores[window.doc][window.start] = window_scores
+        return len(batch)
+
+    def scores(self) -> list[Scores]:
+        """Merged scores per document, once :attr:`done`."""
+        if not self.done:
+            raise RuntimeError(f"{len(self._pending)} encoder batches have not run yet")
         return [
-            self.decode(item, score, doc_id)
-            for item, score, doc_id in zip(prepared, scores, ids, strict=True)
+            self.predictor.merge(item, window_scores)
+            for item, window_scores in zip(self.prepared, self._window_scores, strict=True)
+        ]
+
+    def results(self) -> list[DocumentResult]:
+        """One result per document, in order, once :attr:`done`."""
+        return [
+            self.predictor.decode(item, scores, doc_id)
+            for item, scores, doc_id in zip(self.prepared, self.scores(), self.ids, strict=True)
         ]

@@ -7,9 +7,13 @@ JSON lines and the API's results read the same. Offsets are half-open
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import sys
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+if TYPE_CHECKING:
+    from serving.api.settings import ServerSettings
 
 _EXAMPLE_TEXT = "زار الرئيس ماكرون بيروت أمس"
 _EXAMPLE_ENTITIES: list[dict[str, Any]] = [
@@ -21,7 +25,13 @@ _EXAMPLE_RESULT: dict[str, Any] = {
     "entities": _EXAMPLE_ENTITIES,
     "topics": [{"label": "politics", "score": 0.9731}],
     "topic_scores": {"politics": 0.9731, "sports": 0.0112},
+    "warnings": [],
 }
+
+# The characters str.strip() removes, as one regular-expression class that JSON Schema
+# validators (ECMA, Python, Rust engines) all read alike: a text must hold one other.
+_SPACES = "".join(chr(c) for c in range(sys.maxunicode + 1) if chr(c).isspace())
+NOT_BLANK_PATTERN = "[^" + "".join(f"\\u{ord(c):04x}" for c in _SPACES) + "]"
 
 
 class EntityOut(BaseModel):
@@ -50,6 +60,11 @@ class DocumentResultOut(BaseModel):
     entities: list[EntityOut]
     topics: list[TopicOut] = Field(description="Topics over their thresholds, best first.")
     topic_scores: dict[str, float] = Field(description="Score of every topic label.")
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="Why part of the answer was held back, e.g. too little Arabic to judge "
+        "topics (then `topics` is empty).",
+    )
 
 
 def _check_not_blank(text: str) -> str:
@@ -100,6 +115,15 @@ class AnalyzeRequest(BaseModel):
         description="Several documents; the response then has `results`, in the same order.",
         examples=[[{"id": "doc-1", "text": _EXAMPLE_TEXT}]],
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nulls(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for name in ("text", "documents"):
+                if name in data and data[name] is None:
+                    raise ValueError(f'"{name}" is null; leave it out instead')
+        return data
 
     @field_validator("text")
     @classmethod
@@ -196,14 +220,21 @@ class HealthResponse(BaseModel):
 
 # What each error status means on this API; routes document the ones they can send.
 ERROR_STATUS_DESCRIPTIONS: dict[int, str] = {
-    413: "Too large: the body, a document's characters or the number of documents is over "
-    "the server's limit; the error says which and what the limit is.",
-    422: "The request does not match the schema (or a text is empty); the error names the field.",
+    408: "The request body did not arrive within the server's body timeout; the connection "
+    "is closed.",
+    413: "Too large: the body, a document's characters or tokens, the number of documents or "
+    "the request's tokens is over the server's limit; the error says which and the numbers.",
+    422: "The request does not match the schema, or the body is not JSON; the error names "
+    "the field or says why.",
     424: "The model failed on input that passed validation.",
-    429: "The server's work queue is full; retry after a short wait.",
+    429: "Too many requests are already admitted; retry after `Retry-After` seconds.",
     500: "Unexpected server error; nothing was processed.",
-    503: "The model is not loaded (still loading, or failed to load).",
+    503: "Unavailable: the model is not loaded (still loading, or failed to load), the server "
+    "is shutting down, the request passed its deadline, or the server holds its most "
+    "connections. `Retry-After` says when to retry where it applies.",
 }
+# Any route can meet these: the body checks and the connection limit come before routing.
+COMMON_ERROR_STATUSES = (408, 413, 500, 503)
 
 
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
@@ -212,3 +243,73 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         status: {"model": ErrorBody, "description": ERROR_STATUS_DESCRIPTIONS[status]}
         for status in statuses
     }
+
+
+def describe_limits_in_schema(schema: dict[str, Any], settings: ServerSettings) -> None:
+    """Write the server's limits and every error status into its OpenAPI document.
+
+    Pydantic cannot say "exactly one of" nor the limits, which are settings: the
+    request schema gets ``oneOf`` required ``text`` / ``documents`` (no nulls), the
+    character and document limits as ``maxLength`` / ``maxItems``, and the non-blank
+    rule as a pattern; the response says it holds exactly one of ``result`` and
+    ``results``; every operation lists the statuses any route can answer.
+    """
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    text_schema = {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": settings.max_chars_per_document,
+        "pattern": NOT_BLANK_PATTERN,
+    }
+    request = components.get("AnalyzeRequest")
+    if request is not None:
+        properties = request["properties"]
+        properties["text"] = {
+            **text_schema,
+            "title": "Text",
+            "description": properties["text"].get("description", ""),
+        }
+        documents = properties["documents"]
+        properties["documents"] = {
+            "type": "array",
+            "items": {"$ref": "#/components/schemas/DocumentIn"},
+            "minItems": 1,
+            "maxItems": settings.max_documents_per_request,
+            "title": "Documents",
+            "description": documents.get("description", ""),
+        }
+        request["oneOf"] = [{"required": ["text"]}, {"required": ["documents"]}]
+        request["additionalProperties"] = False
+    document = components.get("DocumentIn")
+    if document is not None:
+        document["properties"]["text"] = {
+            **text_schema,
+            "title": "Text",
+            "description": document["properties"]["text"].get("description", ""),
+        }
+    response = components.get("AnalyzeResponse")
+    if response is not None:
+        properties = response["properties"]
+        properties["result"] = {
+            "$ref": "#/components/schemas/DocumentResultOut",
+            "description": properties["result"].get("description", ""),
+        }
+        properties["results"] = {
+            "type": "array",
+            "items": {"$ref": "#/components/schemas/DocumentResultOut"},
+            "description": properties["results"].get("description", ""),
+        }
+        response["oneOf"] = [{"required": ["result"]}, {"required": ["results"]}]
+    error_ref = {"$ref": "#/components/schemas/ErrorBody"}
+    components.setdefault("ErrorBody", ErrorBody.model_json_schema())
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            responses = operation.setdefault("responses", {})
+            for status in COMMON_ERROR_STATUSES:
+                responses.setdefault(
+                    str(status),
+                    {
+                        "description": ERROR_STATUS_DESCRIPTIONS[status],
+                        "content": {"application/json": {"schema": error_ref}},
+                    },
+                )

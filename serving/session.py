@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -23,6 +24,13 @@ def default_threads() -> int:
     except AttributeError:  # not on Linux
         available = os.cpu_count() or 1
     return max(1, min(available, 8))
+
+
+def stoppable_run_options() -> Any:
+    """``onnxruntime.RunOptions`` whose ``terminate = True`` stops a call in progress."""
+    import onnxruntime as ort
+
+    return ort.RunOptions()
 
 
 class OnnxSession:
@@ -57,17 +65,25 @@ class OnnxSession:
         if missing:
             raise ModelLoadError(f"ONNX model {path} lacks inputs {sorted(missing)}")
 
-    def run(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> dict[str, np.ndarray]:
+    def run(
+        self, input_ids: np.ndarray, attention_mask: np.ndarray, run_options: Any = None
+    ) -> dict[str, np.ndarray]:
         """Run one padded batch; returns every graph output by name.
 
+        Args:
+            input_ids: ``[batch, length]`` token ids.
+            attention_mask: ``[batch, length]``, 1 for real tokens.
+            run_options: An ``onnxruntime.RunOptions``; setting its ``terminate`` from
+                another thread stops the call (see :func:`stoppable_run_options`).
+
         Raises:
-            InferenceError: onnxruntime failed on this batch.
+            InferenceError: onnxruntime failed on this batch, or was stopped.
         """
         feeds = {"input_ids": input_ids, "attention_mask": attention_mask}
         if "token_type_ids" in self.input_names:
             feeds["token_type_ids"] = np.zeros_like(input_ids)
         try:
-            outputs = self._session.run(self.output_names, feeds)
+            outputs = self._session.run(self.output_names, feeds, run_options)
         except Exception as exc:
             raise InferenceError(f"inference failed: {str(exc).splitlines()[0]}") from exc
         return dict(zip(self.output_names, outputs, strict=True))

@@ -6,8 +6,15 @@ a schema error, an unknown route, an over-size body or a bug), has the body
 
 The model loads in the background when the app starts, so ``/v1/health`` answers
 at once and ``/v1/ready`` says 503 until the model is there (or why it failed).
-Tests and ``khabar serve`` pass a loaded predictor instead. When the app stops,
-the batching worker finishes its running call and queued requests get 503.
+Tests and ``khabar serve`` pass a loaded predictor instead. :func:`begin_shutdown`
+(called by ``khabar serve`` on SIGTERM) makes ``/v1/ready`` say 503, refuses new
+requests and gives admitted ones a grace period; when the app stops, whatever is
+still unanswered gets 503 and the encoder call in progress is stopped.
+
+The OpenAPI document says what the server does: exactly one of ``text`` and
+``documents``, the configured length and count limits, and every status a route can
+answer with the one error schema. Swagger UI at ``/docs`` is served from the
+``fastapi-offline`` package's files, never from a CDN.
 
 >>> # uvicorn --factory serving.api.app:app_from_env --port 8000  # doctest: +SKIP
 """
@@ -27,19 +34,25 @@ import anyio
 import anyio.to_thread
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from serving.api.dependencies import BatchingMetrics, InferenceRunner
 from serving.api.routers import analyze, health, metrics, model
 from serving.api.routers.metrics import UNMATCHED_ROUTE, Metrics
+from serving.api.runner import InferenceRunner, RunnerMetrics
 from serving.api.settings import ServerSettings
 from serving.cli.predict import load_predictor
-from serving.errors import KhabarError, LimitExceeded
+from serving.errors import (
+    BodyTimeout,
+    ClientDisconnected,
+    KhabarError,
+    LimitExceeded,
+)
 from serving.predictor import Predictor
-from serving.schemas import ErrorBody
+from serving.schemas import ErrorBody, describe_limits_in_schema
 
 logger = logging.getLogger(__name__)
 
@@ -55,9 +68,13 @@ HTTP_ERROR_TYPES = {
     405: "method_not_allowed",
     413: LimitExceeded.error_type,
 }
-RETRY_AFTER_SECONDS = {429: "1"}
-# Longest shutdown waits for the predictor call in progress; queued requests fail at once.
-SHUTDOWN_WAIT_SECONDS = 30.0
+# FastAPI's message when the body cannot be parsed for a reason other than JSON syntax
+# (not UTF-8, nested too deeply, a number too long); the cause is chained to it.
+FASTAPI_PARSE_ERROR = "There was an error parsing the body"
+# Longest the app's shutdown waits for the encoder call in progress to stop; it is asked
+# to stop at once, so this is only a bound.
+SHUTDOWN_JOIN_SECONDS = 3.0
+DOCS_ASSETS_URL = "/docs/assets"
 
 DESCRIPTION = """Arabic news analysis: named entities with exact character spans, and topics.
 
@@ -84,18 +101,14 @@ def create_app(
         The FastAPI app, with its own metrics registry.
     """
     settings = settings if settings is not None else ServerSettings()
-    app = FastAPI(
-        title="khabar",
-        version=_package_version(),
-        description=DESCRIPTION,
-        lifespan=_lifespan,
-    )
+    app = _new_app(settings)
     app.state.settings = settings
     app.state.metrics = Metrics()
-    app.state.batching_metrics = BatchingMetrics(app.state.metrics.registry)
+    app.state.runner_metrics = RunnerMetrics(app.state.metrics.registry)
     app.state.predictor = None
     app.state.runner = None
     app.state.load_error = None
+    app.state.draining = False
     if predictor is not None:
         _set_predictor(app, predictor)
 
@@ -108,9 +121,61 @@ def create_app(
     app.add_exception_handler(RequestValidationError, _validation_error_handler)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_error_handler)  # type: ignore[arg-type]
     # Added last runs first: errors and metrics wrap the body limit and everything inside.
-    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        body_timeout_s=settings.body_timeout_s,
+    )
     app.add_middleware(ErrorsAndMetricsMiddleware, metrics=app.state.metrics, api=app)
+    app.openapi = lambda: _openapi(app, settings)  # type: ignore[method-assign]
     return app
+
+
+def _new_app(settings: ServerSettings) -> FastAPI:
+    """The bare app: Swagger UI from local files when docs are on, no ReDoc page."""
+    options: dict[str, Any] = {
+        "title": "khabar",
+        "version": _package_version(),
+        "description": DESCRIPTION,
+        "lifespan": _lifespan,
+        "redoc_url": None,
+    }
+    if settings.docs:
+        try:
+            from fastapi_offline import FastAPIOffline
+        except ImportError:
+            logger.warning(
+                "fastapi-offline is not installed: /docs is off (pip install khabar[serve])"
+            )
+        else:
+            return FastAPIOffline(docs_url="/docs", static_url=DOCS_ASSETS_URL, **options)
+    return FastAPI(docs_url=None, **options)
+
+
+def _openapi(app: FastAPI, settings: ServerSettings) -> dict[str, Any]:
+    """FastAPI's document with this server's limits and error statuses written in."""
+    if app.openapi_schema is None:
+        schema = get_openapi(
+            title=app.title,
+            version=app.version,
+            description=app.description,
+            routes=app.routes,
+        )
+        describe_limits_in_schema(schema, settings)
+        app.openapi_schema = schema
+    return app.openapi_schema
+
+
+def begin_shutdown(app: FastAPI, grace_s: float) -> None:
+    """Stop taking work, and give admitted requests ``grace_s`` seconds to finish.
+
+    ``/v1/ready`` and new requests get 503 at once; admitted requests still unanswered
+    after ``grace_s`` get 503 too. Call on the event loop.
+    """
+    app.state.draining = True
+    runner: InferenceRunner | None = app.state.runner
+    if runner is not None:
+        runner.drain(grace_s)
 
 
 def app_from_env() -> FastAPI:
@@ -122,14 +187,11 @@ def _set_predictor(app: FastAPI, predictor: Predictor) -> None:
     settings: ServerSettings = app.state.settings
     app.state.predictor = predictor
     app.state.runner = InferenceRunner(
-        predictor,
-        batch_size=settings.batch_size,
-        max_queued=settings.max_queued_requests,
-        max_batch_documents=settings.max_batch_documents,
-        max_wait_ms=settings.max_wait_ms,
-        metrics=app.state.batching_metrics,
+        max_queued=settings.max_queued_requests, metrics=app.state.runner_metrics
     )
     app.state.load_error = None
+    if app.state.draining:
+        app.state.runner.close()
 
 
 @asynccontextmanager
@@ -138,6 +200,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     try:
         if app.state.predictor is not None:
             if app.state.runner is None or app.state.runner.closed:  # the app starts again
+                app.state.draining = False
                 _set_predictor(app, app.state.predictor)
             yield
         else:
@@ -150,17 +213,17 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 async def _stop_runner(app: FastAPI) -> None:
-    """Refuse queued requests and wait (off the event loop) for the running call to end."""
+    """Refuse unanswered requests, stop the encoder call and wait (off the loop) for it."""
     runner: InferenceRunner | None = app.state.runner
     if runner is None:
         return
     runner.close()
     with anyio.CancelScope(shield=True):
-        stopped = await anyio.to_thread.run_sync(runner.join, SHUTDOWN_WAIT_SECONDS)
+        stopped = await anyio.to_thread.run_sync(runner.join, SHUTDOWN_JOIN_SECONDS)
     if not stopped:
         logger.warning(
-            "the predictor call in progress did not end within %s s; not waiting for it",
-            SHUTDOWN_WAIT_SECONDS,
+            "the encoder call in progress did not stop within %s s; not waiting for it",
+            SHUTDOWN_JOIN_SECONDS,
         )
 
 
@@ -200,11 +263,11 @@ def error_response(
 
 
 async def _khabar_error_handler(request: Request, exc: KhabarError) -> JSONResponse:
-    status = exc.http_status
-    headers = (
-        {"Retry-After": RETRY_AFTER_SECONDS[status]} if status in RETRY_AFTER_SECONDS else None
+    if isinstance(exc, ClientDisconnected):
+        logger.info("%s %s: %s", request.method, request.url.path, exc)
+    return error_response(
+        request, exc.http_status, str(exc), exc.error_type, exc.http_headers() or None
     )
-    return error_response(request, status, str(exc), exc.error_type, headers)
 
 
 async def _validation_error_handler(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -215,6 +278,11 @@ async def _validation_error_handler(request: Request, exc: RequestValidationErro
 
 async def _http_error_handler(request: Request, exc: StarletteHTTPException) -> JSONResponse:
     status = exc.status_code
+    if status == 400 and exc.detail == FASTAPI_PARSE_ERROR:
+        # Every body that is not JSON gets the same status as a JSON syntax error.
+        return error_response(
+            request, 422, describe_parse_error(exc.__cause__), VALIDATION_ERROR_TYPE
+        )
     if status == 404:
         message = f"no such endpoint: {request.url.path} (the API is described at /docs)"
     elif status == 405:
@@ -224,6 +292,19 @@ async def _http_error_handler(request: Request, exc: StarletteHTTPException) -> 
         message = str(exc.detail)
     error_type = HTTP_ERROR_TYPES.get(status, f"http_{status}")
     return error_response(request, status, message, error_type, exc.headers)
+
+
+def describe_parse_error(cause: BaseException | None) -> str:
+    """Why a body could not be read as JSON, for the reasons FastAPI does not describe."""
+    if isinstance(cause, UnicodeDecodeError):
+        reason = f"it is not UTF-8 at byte {cause.start}"
+    elif isinstance(cause, RecursionError):
+        reason = "it is nested too deeply"
+    elif isinstance(cause, ValueError) and "digits" in str(cause):
+        reason = "a number in it has too many digits"
+    else:
+        reason = f"{type(cause).__name__}" if cause is not None else "it cannot be parsed"
+    return f"the body is not valid JSON ({reason})"
 
 
 def describe_validation_errors(errors: Sequence[Any]) -> str:
@@ -246,6 +327,11 @@ def _describe_problem(error: Any) -> str:
         return f"the body is not valid JSON ({detail})" if detail else "the body is not valid JSON"
     if kind == "missing" and not loc:
         return 'the request needs a JSON body: {"text": "..."} or {"documents": [...]}'
+    if kind in ("model_attributes_type", "model_type", "dict_type") and not loc:
+        return (
+            "the body must be a JSON object sent as application/json: "
+            '{"text": "..."} or {"documents": [...]}'
+        )
     message = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
     where = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc).lstrip(
         "."
@@ -293,16 +379,25 @@ class ErrorsAndMetricsMiddleware:
             if response_started:  # too late for an error body; let the server drop it
                 logger.exception("error after the response started: %s", scope.get("path"))
                 raise
+            headers: dict[str, str] = {}
             if isinstance(exc, KhabarError):
                 status, message, error_type = exc.http_status, str(exc), exc.error_type
+                headers = exc.http_headers()
+                if isinstance(exc, ClientDisconnected):
+                    logger.info("%s %s: %s", scope.get("method"), scope.get("path"), exc)
             else:
                 logger.exception(
                     "unexpected error on %s %s", scope.get("method"), scope.get("path")
                 )
                 status, message, error_type = 500, INTERNAL_ERROR_MESSAGE, INTERNAL_ERROR_TYPE
             self.metrics.errors.labels(error_type=error_type).inc()
+            # To a client that went away this goes nowhere (servers drop it); it still
+            # puts the request's status, 499, in the metrics.
             await _send_json(
-                send, status, ErrorBody(error=message, error_type=error_type).model_dump()
+                send,
+                status,
+                ErrorBody(error=message, error_type=error_type).model_dump(),
+                headers,
             )
         finally:
             self.metrics.observe_request(
@@ -342,17 +437,21 @@ def _route_templates(api: FastAPI) -> list[tuple[re.Pattern[str], str]]:
 
 
 class BodyLimitMiddleware:
-    """Refuses bodies over ``max_body_bytes`` with 413, by header and by bytes received.
+    """Refuses bodies over ``max_body_bytes`` (413) or slower than ``body_timeout_s`` (408).
 
     Content-Length is checked first so an honest large request is refused before
     it is read; the bytes are counted too, since chunked requests have no length
-    and a client may understate it.
+    and a client may understate it. The whole body must arrive within
+    ``body_timeout_s`` seconds, so a client that stalls mid-body is answered and its
+    connection closed instead of being held forever. A client that goes away
+    mid-body is a :class:`~serving.errors.ClientDisconnected` (499), not a 500.
     """
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
-        """Wrap ``app`` with a body limit in bytes."""
+    def __init__(self, app: ASGIApp, max_body_bytes: int, body_timeout_s: float = 30.0) -> None:
+        """Wrap ``app`` with a body limit in bytes and a time limit in seconds."""
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.body_timeout_s = body_timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Buffer the body up to the limit, then replay it to the app."""
@@ -364,10 +463,18 @@ class BodyLimitMiddleware:
             raise self._too_large(int(declared))
         chunks: list[bytes] = []
         size = 0
+        deadline = anyio.current_time() + self.body_timeout_s
         while True:
-            message = await receive()
-            if message["type"] != "http.request":  # the client went away
-                return
+            message: Message | None = None
+            with anyio.move_on_after(deadline - anyio.current_time()):
+                message = await receive()
+            if message is None:
+                raise BodyTimeout(
+                    f"the request body did not arrive within {self.body_timeout_s:g} s "
+                    f"({size} bytes received); the connection is closed"
+                )
+            if message["type"] != "http.request":
+                raise ClientDisconnected("the client went away while sending the request body")
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_body_bytes:
@@ -395,16 +502,17 @@ class BodyLimitMiddleware:
         )
 
 
-async def _send_json(send: Send, status: int, content: dict[str, Any]) -> None:
+async def _send_json(
+    send: Send, status: int, content: dict[str, Any], headers: dict[str, str] | None = None
+) -> None:
     body = json.dumps(content, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode("ascii")),
-            ],
-        }
-    )
+    raw_headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode("ascii")),
+    ]
+    raw_headers += [
+        (name.lower().encode("latin-1"), value.encode("latin-1"))
+        for name, value in (headers or {}).items()
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": raw_headers})
     await send({"type": "http.response.body", "body": body})

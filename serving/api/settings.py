@@ -1,9 +1,11 @@
-"""ServerSettings: the HTTP server's model, threads, request limits and batching.
+"""ServerSettings: the HTTP server's model, threads, limits, timeouts and shutdown.
 
 Read from ``KHABAR_*`` environment variables (``KHABAR_MODEL``, ``KHABAR_THREADS``,
-``KHABAR_MAX_BODY_BYTES``, ``KHABAR_MAX_BATCH_DOCUMENTS``, ``KHABAR_MAX_WAIT_MS``,
-...) so that ``uvicorn --factory serving.api.app:app_from_env`` and a container
-need no command line; ``khabar serve`` passes its options on top.
+``KHABAR_MAX_TOKENS_PER_DOCUMENT``, ``KHABAR_REQUEST_TIMEOUT_S``, ...: the field name
+in capitals after the prefix) so that a container needs no command line; ``khabar
+serve`` passes its options on top. The connection settings (header timeout, connection
+limit, keep-alive, shutdown grace) are applied by ``khabar serve``'s server
+(:mod:`serving.api.server`); the rest by the app itself, whatever server runs it.
 """
 
 from __future__ import annotations
@@ -13,13 +15,17 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from serving.limits import (
+    DEFAULT_MAX_CHARS_PER_DOCUMENT,
+    DEFAULT_MAX_DOCUMENTS_PER_REQUEST,
+    DEFAULT_MAX_TOKENS_PER_DOCUMENT,
+    DEFAULT_MAX_TOKENS_PER_REQUEST,
+    DocumentLimits,
+)
 from serving.metadata import DEFAULT_MODEL_DIR, MODEL_ENV
 from serving.predictor import DEFAULT_BATCH_SIZE
 
 ENV_PREFIX = "KHABAR_"
-# Enough documents to fill a few encoder batches; a wait well under a request's own latency.
-DEFAULT_MAX_BATCH_DOCUMENTS = 32
-DEFAULT_MAX_WAIT_MS = 5.0
 
 
 class ServerSettings(BaseSettings):
@@ -37,32 +43,52 @@ class ServerSettings(BaseSettings):
     threads: int | None = Field(
         default=None, ge=1, description="onnxruntime intra-op threads; default: CPUs, up to 8."
     )
-    batch_size: int = Field(default=DEFAULT_BATCH_SIZE, ge=1, description="Windows per call.")
-    max_chars_per_document: int = Field(default=100_000, ge=1)
-    max_documents_per_request: int = Field(default=64, ge=1)
+    batch_size: int = Field(
+        default=DEFAULT_BATCH_SIZE,
+        ge=1,
+        description="Windows per encoder call; a call holds windows of one document only.",
+    )
+    # -- what a request may ask for (413 beyond) --
+    max_chars_per_document: int = Field(default=DEFAULT_MAX_CHARS_PER_DOCUMENT, ge=1)
+    max_tokens_per_document: int = Field(default=DEFAULT_MAX_TOKENS_PER_DOCUMENT, ge=1)
+    max_documents_per_request: int = Field(default=DEFAULT_MAX_DOCUMENTS_PER_REQUEST, ge=1)
+    max_tokens_per_request: int = Field(default=DEFAULT_MAX_TOKENS_PER_REQUEST, ge=1)
     max_body_bytes: int = Field(default=5 * 1024 * 1024, ge=1)
+    # -- load --
     max_queued_requests: int = Field(
         default=64,
         ge=1,
-        description=(
-            "Requests queued or being analysed before new ones get 429 "
-            "(env KHABAR_MAX_QUEUED_REQUESTS)."
-        ),
+        description="Requests admitted (tokenising, waiting or being analysed) before 429.",
     )
-    max_batch_documents: int = Field(
-        default=DEFAULT_MAX_BATCH_DOCUMENTS,
-        ge=1,
-        description=(
-            "Documents from concurrent requests merged into one predictor call; a larger "
-            "request runs alone, never split (env KHABAR_MAX_BATCH_DOCUMENTS)."
-        ),
+    request_timeout_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="Longest a request may take once its body is read; then 503 + Retry-After.",
     )
-    max_wait_ms: float = Field(
-        default=DEFAULT_MAX_WAIT_MS,
+    # -- connections (applied by `khabar serve`; the body timeout by the app) --
+    body_timeout_s: float = Field(
+        default=30.0, gt=0, description="Longest the body of a request may take to arrive (408)."
+    )
+    header_timeout_s: float = Field(
+        default=10.0, gt=0, description="Longest the request line and headers may take to arrive."
+    )
+    keep_alive_s: float = Field(
+        default=5.0, gt=0, description="How long an idle keep-alive connection is kept open."
+    )
+    max_connections: int = Field(
+        default=256, ge=1, description="Open connections; a request on one more gets 503."
+    )
+    shutdown_grace_s: float = Field(
+        default=25.0,
         ge=0,
-        le=1000,
-        description=(
-            "Longest a request waits, in milliseconds, for others to join its predictor call; "
-            "0 merges only what is already queued (env KHABAR_MAX_WAIT_MS)."
-        ),
+        description="After SIGTERM, how long admitted requests may still run; then 503.",
     )
+    # -- docs --
+    docs: bool = Field(default=True, description="Serve Swagger UI at /docs (assets local).")
+
+    @property
+    def document_limits(self) -> DocumentLimits:
+        """The per-document limits, as the CLI uses them too."""
+        return DocumentLimits(
+            max_chars=self.max_chars_per_document, max_tokens=self.max_tokens_per_document
+        )

@@ -42,21 +42,27 @@ APP_HELP = "Arabic news analysis: named entities and topics with exact character
 SERVE_HELP = (
     "Serve the HTTP API (POST /v1/analyze, GET /v1/health, /v1/ready, /v1/model, /metrics; "
     "docs at /docs). The model loads before the port opens, so a bad model fails here. "
-    "Limits not given here come from KHABAR_* environment variables or their defaults."
+    "Every option not given here comes from its KHABAR_* environment variable (the option's "
+    "name in capitals, e.g. KHABAR_MAX_TOKENS_PER_DOCUMENT) or its default. On SIGTERM the "
+    "server stops accepting, /v1/ready answers 503, admitted requests get the grace period, "
+    "what is left gets 503 and the process exits within the grace period + 5 s."
 )
 HOST_HELP = "Interface to listen on; 0.0.0.0 for all."
 PORT_HELP = "TCP port."
-SERVE_BATCH_SIZE_HELP = "Windows per encoder call."
+SERVE_BATCH_SIZE_HELP = "Windows per encoder call (each call holds one document's windows)."
 MAX_CHARS_HELP = "Longest document accepted, in characters (default 100000); longer -> 413."
+MAX_TOKENS_HELP = "Most sub-word tokens per document (default 40000); more -> 413."
 MAX_DOCUMENTS_HELP = "Most documents per request (default 64); more -> 413."
+MAX_REQUEST_TOKENS_HELP = "Most sub-word tokens per request (default 131072); more -> 413."
 MAX_BODY_HELP = "Largest request body in bytes (default 5 MB); larger -> 413."
-MAX_QUEUED_HELP = "Requests queued or being analysed (default 64); more -> 429."
-MAX_BATCH_DOCUMENTS_HELP = (
-    "Documents from concurrent requests merged into one model call (default 32)."
-)
-MAX_WAIT_MS_HELP = (
-    "Longest a request waits for others to join its model call, in ms (default 5; 0: no wait)."
-)
+MAX_QUEUED_HELP = "Requests admitted at once (default 64); more -> 429."
+REQUEST_TIMEOUT_HELP = "Longest a request may take once read (default 60 s); then 503."
+BODY_TIMEOUT_HELP = "Longest a request body may take to arrive (default 30 s); then 408."
+HEADER_TIMEOUT_HELP = "Longest request headers may take to arrive (default 10 s); then closed."
+KEEP_ALIVE_HELP = "How long an idle keep-alive connection stays open (default 5 s)."
+MAX_CONNECTIONS_HELP = "Open connections at most (default 256); beyond, requests get 503."
+GRACE_HELP = "After SIGTERM, seconds admitted requests may still run (default 25)."
+DOCS_HELP = "Serve Swagger UI at /docs from local files (default on)."
 LOG_LEVEL_HELP = "Log level of the server (debug, info, warning, error)."
 
 app = typer.Typer(
@@ -86,8 +92,14 @@ def serve_cli(
     max_chars_per_document: Annotated[
         int | None, typer.Option(help=MAX_CHARS_HELP, min=1, metavar="N")
     ] = None,
+    max_tokens_per_document: Annotated[
+        int | None, typer.Option(help=MAX_TOKENS_HELP, min=1, metavar="N")
+    ] = None,
     max_documents_per_request: Annotated[
         int | None, typer.Option(help=MAX_DOCUMENTS_HELP, min=1, metavar="N")
+    ] = None,
+    max_tokens_per_request: Annotated[
+        int | None, typer.Option(help=MAX_REQUEST_TOKENS_HELP, min=1, metavar="N")
     ] = None,
     max_body_bytes: Annotated[
         int | None, typer.Option(help=MAX_BODY_HELP, min=1, metavar="BYTES")
@@ -95,19 +107,31 @@ def serve_cli(
     max_queued_requests: Annotated[
         int | None, typer.Option(help=MAX_QUEUED_HELP, min=1, metavar="N")
     ] = None,
-    max_batch_documents: Annotated[
-        int | None, typer.Option(help=MAX_BATCH_DOCUMENTS_HELP, min=1, metavar="N")
+    request_timeout_s: Annotated[
+        float | None, typer.Option(help=REQUEST_TIMEOUT_HELP, min=0.001, metavar="S")
     ] = None,
-    max_wait_ms: Annotated[
-        float | None, typer.Option(help=MAX_WAIT_MS_HELP, min=0, max=1000, metavar="MS")
+    body_timeout_s: Annotated[
+        float | None, typer.Option(help=BODY_TIMEOUT_HELP, min=0.001, metavar="S")
     ] = None,
+    header_timeout_s: Annotated[
+        float | None, typer.Option(help=HEADER_TIMEOUT_HELP, min=0.001, metavar="S")
+    ] = None,
+    keep_alive_s: Annotated[
+        float | None, typer.Option(help=KEEP_ALIVE_HELP, min=0.001, metavar="S")
+    ] = None,
+    max_connections: Annotated[
+        int | None, typer.Option(help=MAX_CONNECTIONS_HELP, min=1, metavar="N")
+    ] = None,
+    shutdown_grace_s: Annotated[
+        float | None, typer.Option(help=GRACE_HELP, min=0, metavar="S")
+    ] = None,
+    docs: Annotated[bool | None, typer.Option("--docs/--no-docs", help=DOCS_HELP)] = None,
     log_level: Annotated[str, typer.Option(help=LOG_LEVEL_HELP)] = "info",
 ) -> None:
-    """Load the model, then run uvicorn on the app."""
+    """Load the model, then serve the app until a stop signal."""
     try:
-        import uvicorn
-
         from serving.api.app import create_app
+        from serving.api.server import run_server
         from serving.api.settings import ServerSettings
     except ImportError as exc:
         raise MissingExtraError(
@@ -119,18 +143,25 @@ def serve_cli(
         "threads": threads,
         "batch_size": batch_size,
         "max_chars_per_document": max_chars_per_document,
+        "max_tokens_per_document": max_tokens_per_document,
         "max_documents_per_request": max_documents_per_request,
+        "max_tokens_per_request": max_tokens_per_request,
         "max_body_bytes": max_body_bytes,
         "max_queued_requests": max_queued_requests,
-        "max_batch_documents": max_batch_documents,
-        "max_wait_ms": max_wait_ms,
+        "request_timeout_s": request_timeout_s,
+        "body_timeout_s": body_timeout_s,
+        "header_timeout_s": header_timeout_s,
+        "keep_alive_s": keep_alive_s,
+        "max_connections": max_connections,
+        "shutdown_grace_s": shutdown_grace_s,
+        "docs": docs,
     }
     settings = ServerSettings(
         model_dir=model, **{name: value for name, value in given.items() if value is not None}
     )
     logging.getLogger("serving").setLevel(log_level.upper())
     predictor = load_predictor(settings.model_dir, settings.threads)
-    uvicorn.run(create_app(settings, predictor), host=host, port=port, log_level=log_level)
+    run_server(create_app(settings, predictor), settings, host, port, log_level)
 
 
 training_commands.register(app)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -34,7 +35,13 @@ from serving.cli.readers import (
     check_inputs,
     read_inputs,
 )
-from serving.errors import InferenceError, ModelLoadError
+from serving.errors import InferenceError, LimitExceeded, ModelLoadError
+from serving.limits import (
+    DEFAULT_MAX_CHARS_PER_DOCUMENT,
+    DEFAULT_MAX_TOKENS_PER_DOCUMENT,
+    DocumentLimits,
+    HasTokens,
+)
 from serving.metadata import DEFAULT_MODEL_DIR, MODEL_ENV
 from serving.predictor import DEFAULT_BATCH_SIZE
 
@@ -55,8 +62,9 @@ DEFAULT_CHUNK_SIZE = 64
 PREDICT_HELP = (
     "Tag named entities and topics in documents and write one JSON line per document. "
     "Reads .jsonl/.ndjson, .csv, .tsv, .txt, directories of .txt files and - (JSON lines "
-    "on stdin). A bad record becomes an {id, error} line and the run goes on; the exit "
-    "code is 1 if any record failed."
+    "on stdin). A bad record (or one over the per-document limits, the same as the API's) "
+    "becomes an {id, error} line and the run goes on; the exit code is 1 if any record "
+    "failed. Output closed early (| head) ends the run quietly with status 0."
 )
 INPUTS_HELP = "Files or directories to analyse, in order; - reads JSON lines from stdin."
 OUTPUT_HELP = "Write JSON lines to this file instead of stdout."
@@ -67,18 +75,23 @@ TEXT_FIELD_HELP = "JSON key or CSV/TSV column holding the text."
 ID_FIELD_HELP = "JSON key or CSV/TSV column holding the id (default id: FILE:LINE)."
 TEXT_HELP = "Analyse this text and print a readable table instead of JSON."
 QUIET_HELP = "No progress bar and no summary unless records failed."
+MAX_CHARS_HELP = "Longest document, in characters; a longer one is an error line."
+MAX_TOKENS_HELP = "Most sub-word tokens per document; more is an error line."
+MAX_CHARS_ENV = "KHABAR_MAX_CHARS_PER_DOCUMENT"
+MAX_TOKENS_ENV = "KHABAR_MAX_TOKENS_PER_DOCUMENT"
 
 
 class Analyzer(Protocol):
     """What ``predict_records`` needs of a predictor (a fake in tests)."""
 
-    def analyze(
-        self,
-        texts: Sequence[str],
-        ids: Sequence[str | None] | None = None,
-        batch_size: int = DEFAULT_BATCH_SIZE,
+    def prepare(self, texts: Sequence[str]) -> Sequence[HasTokens]:
+        """Tokenise documents (so their tokens can be counted before any encoder call)."""
+        ...
+
+    def analyze_prepared(
+        self, prepared: Sequence[Any], ids: Sequence[str | None], batch_size: int
     ) -> list[DocumentResult]:
-        """Analyse documents, one result per text, in order."""
+        """Analyse prepared documents, one result per document, in order."""
         ...
 
 
@@ -102,16 +115,19 @@ def predict_records(
     batch_size: int = DEFAULT_BATCH_SIZE,
     progress: Callable[[int], None] | None = None,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
+    limits: DocumentLimits | None = None,
 ) -> Summary:
     """Analyse records chunk by chunk and write one JSON line per record, in order.
 
     Args:
         records: Records and record errors, e.g. from :func:`read_inputs`.
-        predictor: Anything with ``analyze(texts, ids, batch_size)``.
+        predictor: Anything with ``prepare`` and ``analyze_prepared``.
         out_stream: Text stream for the JSON lines; flushed after every chunk.
         batch_size: Windows per encoder call, passed to the predictor.
         progress: Called with the number of documents finished after each chunk.
         chunk_size: Records read before the predictor runs; bounds memory use.
+        limits: Characters and tokens a document may have (default: the API's defaults);
+            a record over them is an error line.
 
     Returns:
         Counts of analysed and failed documents.
@@ -120,9 +136,10 @@ def predict_records(
     anything else (Ctrl-C, a bug) propagates, and every chunk written before it
     stays in ``out_stream``.
     """
+    limits = limits if limits is not None else DocumentLimits()
     n_ok = n_failed = 0
     for chunk in _chunks(records, chunk_size):
-        lines = _analyze_chunk(chunk, predictor, batch_size)
+        lines = _analyze_chunk(chunk, predictor, batch_size, limits)
         for line in lines:
             if "error" in line:
                 n_failed += 1
@@ -147,41 +164,59 @@ def _chunks(items: Iterable[Item], size: int) -> Iterator[list[Item]]:
 
 
 def _analyze_chunk(
-    chunk: Sequence[Item], predictor: Analyzer, batch_size: int
+    chunk: Sequence[Item], predictor: Analyzer, batch_size: int, limits: DocumentLimits
 ) -> list[dict[str, Any]]:
-    """Output objects for one chunk, record errors kept in their slots."""
-    records = [item for item in chunk if isinstance(item, Record)]
+    """Output objects for one chunk, record errors (and records over limits) in their slots."""
     by_index: dict[int, dict[str, Any]] = {
         item.index: {"id": item.id, "error": item.error}
         for item in chunk
         if isinstance(item, RecordError)
     }
-    if records:
-        by_index.update(_analyze_records(records, predictor, batch_size))
+    records = []
+    for item in chunk:
+        if isinstance(item, Record):
+            try:
+                limits.check_characters(item.text)
+            except LimitExceeded as exc:
+                by_index[item.index] = {"id": item.id, "error": str(exc)}
+            else:
+                records.append(item)
+    prepared = predictor.prepare([r.text for r in records]) if records else []
+    within: list[tuple[Record, Any]] = []
+    for record, item in zip(records, prepared, strict=True):
+        try:
+            limits.check_tokens(item)
+        except LimitExceeded as exc:
+            by_index[record.index] = {"id": record.id, "error": str(exc)}
+        else:
+            within.append((record, item))
+    if within:
+        by_index.update(_analyze_records(within, predictor, batch_size))
     return [by_index[item.index] for item in chunk]
 
 
 def _analyze_records(
-    records: Sequence[Record], predictor: Analyzer, batch_size: int
+    records: Sequence[tuple[Record, Any]], predictor: Analyzer, batch_size: int
 ) -> dict[int, dict[str, Any]]:
-    """Analyse records together; if the batch fails, retry one by one to find the culprit.
+    """Analyse prepared records; if the call fails, retry one by one to find the culprit.
 
     One document that trips onnxruntime should cost an error line, not the other
     63 documents of its chunk.
     """
     try:
-        results = predictor.analyze(
-            [r.text for r in records], [r.id for r in records], batch_size=batch_size
+        results = predictor.analyze_prepared(
+            [item for _, item in records], [r.id for r, _ in records], batch_size
         )
-        return {r.index: result.to_dict() for r, result in zip(records, results, strict=True)}
+        return {r.index: result.to_dict() for (r, _), result in zip(records, results, strict=True)}
     except InferenceError as exc:
         if len(records) == 1:
-            logger.debug("record %s failed: %s", records[0].id, exc)
-            return {records[0].index: {"id": records[0].id, "error": str(exc)}}
+            record = records[0][0]
+            logger.debug("record %s failed: %s", record.id, exc)
+            return {record.index: {"id": record.id, "error": str(exc)}}
         logger.info("a chunk of %d documents failed; retrying one by one", len(records))
     lines: dict[int, dict[str, Any]] = {}
-    for record in records:
-        lines.update(_analyze_records([record], predictor, batch_size))
+    for pair in records:
+        lines.update(_analyze_records([pair], predictor, batch_size))
     return lines
 
 
@@ -227,9 +262,18 @@ def predict_cli(
     id_field: Annotated[str, typer.Option("--id-field", help=ID_FIELD_HELP)] = DEFAULT_ID_FIELD,
     text: Annotated[str | None, typer.Option("--text", help=TEXT_HELP)] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help=QUIET_HELP)] = False,
+    max_chars_per_document: Annotated[
+        int,
+        typer.Option(help=MAX_CHARS_HELP, min=1, metavar="N", envvar=MAX_CHARS_ENV),
+    ] = DEFAULT_MAX_CHARS_PER_DOCUMENT,
+    max_tokens_per_document: Annotated[
+        int,
+        typer.Option(help=MAX_TOKENS_HELP, min=1, metavar="N", envvar=MAX_TOKENS_ENV),
+    ] = DEFAULT_MAX_TOKENS_PER_DOCUMENT,
 ) -> None:
     """Check options, load the model, run :func:`predict_records` and report."""
     inputs = inputs or []
+    limits = DocumentLimits(max_chars=max_chars_per_document, max_tokens=max_tokens_per_document)
     if text is not None:
         if inputs or output is not None:
             raise typer.BadParameter(
@@ -237,8 +281,11 @@ def predict_cli(
             )
         if not text.strip():
             raise typer.BadParameter("the text is empty", param_hint="--text")
+        limits.check_characters(text)
         predictor = load_predictor(model, threads)
-        result = predictor.analyze([text], ["text"], batch_size=batch_size)[0]
+        prepared = predictor.prepare([text])
+        limits.check_tokens(prepared[0])
+        result = predictor.analyze_prepared(prepared, ["text"], batch_size)[0]
         _print_tables(result, predictor.metadata, _stdout_console())
         return
     if not inputs:
@@ -253,10 +300,21 @@ def predict_cli(
 
     show_progress = not quiet and sys.stderr.isatty() and (output is not None or not _stdout_tty())
     started = time.perf_counter()
-    with _open_output(output) as out, _progress_bar(show_progress) as progress:
-        summary = predict_records(
-            read_inputs(inputs, fields), predictor, out, batch_size=batch_size, progress=progress
-        )
+    try:
+        with _open_output(output) as out, _progress_bar(show_progress) as progress:
+            summary = predict_records(
+                read_inputs(inputs, fields, max_chars=limits.max_chars),
+                predictor,
+                out,
+                batch_size=batch_size,
+                progress=progress,
+                limits=limits,
+            )
+    except BrokenPipeError:
+        # The reader of stdout is gone (`| head`): nothing more can be delivered, and
+        # that is what the user asked for. End quietly and successfully.
+        _silence_stdout()
+        raise typer.Exit(code=0) from None
     elapsed = time.perf_counter() - started
     if summary.n_failed:
         typer.echo(
@@ -285,6 +343,16 @@ def _check_output(output: Path, inputs: Sequence[str]) -> None:
 
 def _stdout_tty() -> bool:
     return sys.stdout.isatty()
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush cannot fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # stdout is not a real file (a test's stream)
+        pass
 
 
 @contextmanager

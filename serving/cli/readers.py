@@ -5,12 +5,18 @@ record becomes a :class:`RecordError` in its slot instead of ending the run. Who
 problems (a missing file, a CSV without the text column, a file that is not UTF-8
 where records cannot be told apart) raise :class:`~serving.errors.InputError`.
 
+Memory stays flat whatever the input holds: a record bigger than the per-document
+character limit could need is refused without being read whole (a JSON line longer
+than :func:`max_record_bytes`, a ``.txt`` file larger than four bytes per allowed
+character).
+
 Supported inputs, chosen by name:
 
 - ``*.jsonl`` / ``*.ndjson``: one JSON object per line; ``-`` reads JSON lines from stdin.
 - ``*.csv`` / ``*.tsv``: a header row, then one document per row.
 - ``*.txt``: the whole file is one document, its id the file name.
-- a directory: every ``*.txt`` directly inside it, in sorted order.
+- a directory: every ``*.txt`` directly inside it, in sorted order; a ``*.txt`` entry that
+  is not a readable regular file (a dangling link, a FIFO, a directory) is an error line.
 
 >>> for item in read_inputs(["news.jsonl"]):  # doctest: +SKIP
 ...     print(item.index, item.id)
@@ -21,6 +27,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import stat
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -28,6 +35,7 @@ from pathlib import Path
 from typing import BinaryIO, TextIO
 
 from serving.errors import InputError
+from serving.limits import DEFAULT_MAX_CHARS_PER_DOCUMENT
 
 logger = logging.getLogger(__name__)
 
@@ -41,8 +49,13 @@ TXT_SUFFIXES = frozenset({".txt"})
 _FORMATS_HINT = ".jsonl, .ndjson, .csv, .tsv, .txt, a directory of .txt files, or - for stdin"
 # Excel and Notepad prefix UTF-8 files with a byte-order mark; it is not part of the text.
 _BOM = "\ufeff"
-# csv's default cell limit (128 KiB) is below a long article; this bounds one cell instead.
-_MAX_CELL_CHARS = 64 * 1024 * 1024
+# JSON spends at most 12 bytes on one character (a surrogate pair of \uXXXX escapes),
+# and the other fields of a record need some room.
+_JSON_BYTES_PER_CHAR = 12
+_RECORD_OVERHEAD_BYTES = 1024 * 1024
+# UTF-8 spends at most 4 bytes on one character.
+_UTF8_BYTES_PER_CHAR = 4
+_READ_CHUNK = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -81,6 +94,11 @@ class FieldNames:
 
 
 DEFAULT_FIELDS = FieldNames()
+
+
+def max_record_bytes(max_chars: int) -> int:
+    """The longest JSON line or CSV cell a record within ``max_chars`` characters can need."""
+    return _JSON_BYTES_PER_CHAR * max_chars + _RECORD_OVERHEAD_BYTES
 
 
 def input_format(name: str) -> str:
@@ -145,6 +163,7 @@ def read_inputs(
     names: Sequence[str],
     fields: FieldNames = DEFAULT_FIELDS,
     stdin: BinaryIO | None = None,
+    max_chars: int = DEFAULT_MAX_CHARS_PER_DOCUMENT,
 ) -> Iterator[Item]:
     """Read several inputs in order, numbering records across all of them.
 
@@ -152,6 +171,8 @@ def read_inputs(
         names: Input paths as the user gave them; ``-`` is stdin (JSON lines).
         fields: Which field holds the text and which the id.
         stdin: Byte stream to read for ``-`` (default: the process's stdin).
+        max_chars: The per-document character limit; records that cannot be within it
+            are refused without being read whole.
 
     Yields:
         A :class:`Record` or :class:`RecordError` per document, in input order.
@@ -161,7 +182,7 @@ def read_inputs(
     """
     index = 0
     for name in names:
-        for item in _read_one(name, fields, stdin):
+        for item in _read_one(name, fields, stdin, max_chars):
             if isinstance(item, Record):
                 yield Record(index=index, id=item.id, text=item.text)
             else:
@@ -169,25 +190,28 @@ def read_inputs(
             index += 1
 
 
-def _read_one(name: str, fields: FieldNames, stdin: BinaryIO | None) -> Iterator[Item]:
+def _read_one(
+    name: str, fields: FieldNames, stdin: BinaryIO | None, max_chars: int
+) -> Iterator[Item]:
+    max_bytes = max_record_bytes(max_chars)
     if name == STDIN:
         stream = stdin if stdin is not None else _stdin_bytes()
-        yield from read_jsonl(stream, "<stdin>", fields)
+        yield from read_jsonl(stream, "<stdin>", fields, max_bytes)
         return
     fmt = input_format(name)
     path = Path(name)
     if fmt == "jsonl":
         try:
             with path.open("rb") as stream:
-                yield from read_jsonl(stream, name, fields)
+                yield from read_jsonl(stream, name, fields, max_bytes)
         except OSError as exc:
             raise InputError(f"cannot read {name}: {exc.strerror or exc}") from exc
     elif fmt in ("csv", "tsv"):
-        yield from read_table(path, fields, delimiter="," if fmt == "csv" else "\t")
+        yield from read_table(path, fields, "," if fmt == "csv" else "\t", max_bytes)
     elif fmt == "txt":
-        yield read_txt(path)
+        yield read_txt(path, max_chars=max_chars)
     else:
-        yield from read_directory(path)
+        yield from read_directory(path, max_chars)
 
 
 def _stdin_bytes() -> BinaryIO:
@@ -195,7 +219,12 @@ def _stdin_bytes() -> BinaryIO:
     return getattr(sys.stdin, "buffer", sys.stdin)  # type: ignore[return-value]
 
 
-def read_jsonl(stream: Iterable[bytes], source: str, fields: FieldNames) -> Iterator[Item]:
+def read_jsonl(
+    stream: Iterable[bytes],
+    source: str,
+    fields: FieldNames,
+    max_line_bytes: int | None = None,
+) -> Iterator[Item]:
     """Read JSON lines; each bad line becomes a :class:`RecordError` and reading goes on.
 
     Lines are decoded one at a time, so one line in another encoding spoils only
@@ -206,19 +235,50 @@ def read_jsonl(stream: Iterable[bytes], source: str, fields: FieldNames) -> Iter
         stream: Lines of bytes (a file opened in binary mode, or stdin's buffer).
         source: Name used in default ids and messages (the path, or ``<stdin>``).
         fields: Which key holds the text and which the id.
+        max_line_bytes: A longer line is an error record, skipped without being held in
+            memory (read from streams with ``readline``); ``None``: no limit.
 
     Yields:
         Items with ``index`` counted within this source.
     """
     index = 0
-    for line_number, raw in enumerate(stream, start=1):
-        if isinstance(raw, str):  # a text stream handed in by a caller
-            raw = raw.encode("utf-8")
-        if not raw.strip():
-            continue
-        item = _parse_json_line(raw, line_number, source, fields)
+    for line_number, raw in enumerate(_bounded_lines(stream, max_line_bytes), start=1):
+        if raw is None:
+            item: Item = RecordError(
+                0,
+                f"{source}:{line_number}",
+                f"line {line_number} is longer than {max_line_bytes} bytes, more than a record "
+                "within the per-document character limit can need; it was skipped unread",
+            )
+        else:
+            if isinstance(raw, str):  # a text stream handed in by a caller
+                raw = raw.encode("utf-8")
+            if not raw.strip():
+                continue
+            item = _parse_json_line(raw, line_number, source, fields)
         yield _with_index(item, index)
         index += 1
+
+
+def _bounded_lines(stream: Iterable[bytes], max_bytes: int | None) -> Iterator[bytes | None]:
+    """The stream's lines; ``None`` in place of a line over ``max_bytes``, never held whole."""
+    readline = getattr(stream, "readline", None)
+    if max_bytes is None or readline is None:
+        yield from stream
+        return
+    while True:
+        line = readline(max_bytes + 1)
+        if not line:
+            return
+        if line.endswith(b"\n") or len(line) <= max_bytes:
+            yield line
+            continue
+        # Too long: drop the rest of the line a chunk at a time.
+        while not line.endswith(b"\n"):
+            line = readline(_READ_CHUNK)
+            if not line:
+                break
+        yield None
 
 
 def _parse_json_line(raw: bytes, line_number: int, source: str, fields: FieldNames) -> Item:
@@ -268,13 +328,19 @@ def _json_type(value: object) -> str:
     return names.get(type(value), type(value).__name__)
 
 
-def read_table(path: Path, fields: FieldNames, delimiter: str = ",") -> Iterator[Item]:
+def read_table(
+    path: Path,
+    fields: FieldNames,
+    delimiter: str = ",",
+    max_cell_bytes: int = max_record_bytes(DEFAULT_MAX_CHARS_PER_DOCUMENT),
+) -> Iterator[Item]:
     """Read a CSV or TSV file with a header row; one document per row.
 
     Args:
         path: The file.
         fields: Which column holds the text and which the id (the id column is optional).
         delimiter: ``,`` for CSV, a tab for TSV.
+        max_cell_bytes: csv's cell limit; a longer cell stops the read with an error.
 
     Yields:
         Items with ``index`` counted within this file; default ids are ``path:row``
@@ -285,8 +351,8 @@ def read_table(path: Path, fields: FieldNames, delimiter: str = ",") -> Iterator
     """
     name = str(path)
     fmt = "csv" if delimiter == "," else "tsv"
-    if csv.field_size_limit() < _MAX_CELL_CHARS:
-        csv.field_size_limit(_MAX_CELL_CHARS)
+    if csv.field_size_limit() < max_cell_bytes:
+        csv.field_size_limit(max_cell_bytes)
     try:
         with _open_text(path) as stream:
             reader = csv.reader(stream, dialect=_dialect(fmt))
@@ -334,14 +400,29 @@ def _read_header(reader: Iterator[list[str]], name: str, fields: FieldNames) -> 
     return header
 
 
-def read_txt(path: Path, doc_id: str | None = None) -> Item:
+def read_txt(
+    path: Path, doc_id: str | None = None, max_chars: int = DEFAULT_MAX_CHARS_PER_DOCUMENT
+) -> Item:
     """Read a whole ``.txt`` file as one document, its id the file name.
 
-    A file that is not UTF-8 or is empty is a :class:`RecordError`, not a whole-run
-    error, because in a directory it is one document among many.
+    A file that is not UTF-8, is empty, is not a regular file or is too large for
+    ``max_chars`` characters is a :class:`RecordError`, not a whole-run error, because
+    in a directory it is one document among many.
     """
     doc_id = doc_id or path.name
+    problem = _not_a_readable_file(path)
+    if problem is not None:
+        return RecordError(0, doc_id, f"{path} {problem}; skipped")
     try:
+        size = path.stat().st_size
+        max_bytes = _UTF8_BYTES_PER_CHAR * max_chars + len(_BOM.encode("utf-8"))
+        if size > max_bytes:
+            return RecordError(
+                0,
+                doc_id,
+                f"{path} has {size} bytes, more than {max_chars} characters can take "
+                f"(the limit per document): split it into smaller documents",
+            )
         text = path.read_bytes().decode("utf-8").removeprefix(_BOM)
     except UnicodeDecodeError as exc:
         return RecordError(0, doc_id, f"{path} is not valid UTF-8 (byte {exc.start})")
@@ -352,14 +433,38 @@ def read_txt(path: Path, doc_id: str | None = None) -> Item:
     return Record(0, doc_id, text)
 
 
-def read_directory(path: Path) -> Iterator[Item]:
-    """Read every ``.txt`` file directly inside ``path``, in sorted order, one document each."""
-    for index, file in enumerate(_txt_files(path)):
-        yield _with_index(read_txt(file), index)
+def read_directory(path: Path, max_chars: int = DEFAULT_MAX_CHARS_PER_DOCUMENT) -> Iterator[Item]:
+    """Read every ``*.txt`` entry directly inside ``path``, in sorted order, one document each.
+
+    An entry named ``*.txt`` that is not a readable regular file (a dangling link, a
+    FIFO, a socket, a directory) is an error line in its slot, not skipped in silence.
+    """
+    for index, entry in enumerate(_txt_files(path)):
+        yield _with_index(read_txt(entry, max_chars=max_chars), index)
 
 
 def _txt_files(path: Path) -> list[Path]:
-    return sorted(p for p in path.iterdir() if p.suffix.lower() in TXT_SUFFIXES and p.is_file())
+    """Every entry of ``path`` named ``*.txt``, whatever it is, in sorted order."""
+    return sorted(p for p in path.iterdir() if p.suffix.lower() in TXT_SUFFIXES)
+
+
+def _not_a_readable_file(path: Path) -> str | None:
+    """Why ``path`` cannot be read as a document without blocking, or ``None``."""
+    try:
+        mode = path.stat().st_mode  # follows links
+    except FileNotFoundError:
+        return "is a link to nothing" if path.is_symlink() else "does not exist"
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc})"
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return "is a directory, not a file"
+    if stat.S_ISFIFO(mode):
+        return "is a FIFO (named pipe), not a file"
+    if stat.S_ISSOCK(mode):
+        return "is a socket, not a file"
+    return "is a device, not a file"
 
 
 def _open_text(path: Path) -> TextIO:

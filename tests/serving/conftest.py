@@ -7,7 +7,8 @@ CLI and API tests can assert whole outputs without an ONNX model.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from types import SimpleNamespace
 
 import pytest
@@ -62,8 +63,69 @@ def fake_result(text: str, doc_id: str | None) -> DocumentResult:
     )
 
 
+@dataclass(frozen=True)
+class FakePrepared:
+    """A "tokenised" document: one token per word."""
+
+    text: str
+
+    @property
+    def n_tokens(self) -> int:
+        return len(_WORD.findall(self.text))
+
+
+class FakeAnalysis:
+    """``Predictor.analysis`` for the fake: one encoder "call" per ``batch_size`` tokens.
+
+    ``on_step`` runs in the inference worker before each call (tests gate or slow it).
+    """
+
+    def __init__(self, predictor: FakePredictor, prepared, ids, batch_size: int) -> None:
+        self.predictor = predictor
+        self.prepared = list(prepared)
+        self.ids = list(ids)
+        self.calls = [
+            (doc, start)
+            for doc, item in enumerate(self.prepared)
+            for start in range(0, max(1, item.n_tokens), batch_size)
+        ]
+        self.batch_size = batch_size
+        self.steps_run = 0
+
+    @property
+    def done(self) -> bool:
+        return self.steps_run == len(self.calls)
+
+    @property
+    def remaining_batches(self) -> int:
+        return len(self.calls) - self.steps_run
+
+    @property
+    def next_cost(self) -> int:
+        return self.batch_size
+
+    def step(self, run_options=None) -> int:
+        doc, _ = self.calls[self.steps_run]
+        text = self.prepared[doc].text
+        self.predictor.steps.append(text)
+        if self.predictor.on_step is not None:
+            self.predictor.on_step(text)
+        if self.predictor.crash_on in text:
+            raise RuntimeError("fake bug")
+        if self.predictor.fail_on in text:
+            raise InferenceError("inference failed: fake onnxruntime failure")
+        self.steps_run += 1
+        return 1
+
+    def results(self) -> list[DocumentResult]:
+        assert self.done
+        texts = [p.text for p in self.prepared]
+        self.predictor.calls.append(texts)
+        return [fake_result(p.text, i) for p, i in zip(self.prepared, self.ids, strict=True)]
+
+
 class FakePredictor:
-    """Stands in for ``Predictor``: same ``analyze`` signature, deterministic results.
+    """Stands in for ``Predictor``: same methods, deterministic results.
 
     Args:
         fail_on: A text containing this raises InferenceError for its whole batch.
@@ -84,6 +146,18 @@ class FakePredictor:
         self.interrupt_on_call = interrupt_on_call
         self.calls: list[list[str]] = []
         self.batch_sizes: list[int] = []
+        # The text of each encoder "call" made through analysis(), in order.
+        self.steps: list[str] = []
+        self.on_step: Callable[[str], None] | None = None
+
+    def prepare(self, texts: Sequence[str]) -> list[FakePrepared]:
+        return [FakePrepared(text) for text in texts]
+
+    def analyze_prepared(self, prepared, ids, batch_size: int = 16) -> list[DocumentResult]:
+        return self.analyze([p.text for p in prepared], ids, batch_size)
+
+    def analysis(self, prepared, ids, batch_size: int = 16) -> FakeAnalysis:
+        return FakeAnalysis(self, prepared, ids, batch_size)
 
     def analyze(
         self,

@@ -12,7 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from serving.api.app import app_from_env, create_app, describe_validation_errors
-from serving.api.dependencies import InferenceRunner
+from serving.api.runner import InferenceRunner
 from serving.api.settings import ServerSettings
 from serving.errors import Overloaded
 
@@ -222,12 +222,17 @@ class TestHealthAndModel:
     ) -> None:
         monkeypatch.setenv("KHABAR_MODEL", str(tmp_path))
         monkeypatch.setenv("KHABAR_MAX_DOCUMENTS_PER_REQUEST", "7")
-        monkeypatch.setenv("KHABAR_MAX_BATCH_DOCUMENTS", "16")
-        monkeypatch.setenv("KHABAR_MAX_WAIT_MS", "0")
+        monkeypatch.setenv("KHABAR_MAX_TOKENS_PER_DOCUMENT", "500")
+        monkeypatch.setenv("KHABAR_MAX_TOKENS_PER_REQUEST", "900")
+        monkeypatch.setenv("KHABAR_REQUEST_TIMEOUT_S", "7.5")
+        monkeypatch.setenv("KHABAR_SHUTDOWN_GRACE_S", "3")
+        monkeypatch.setenv("KHABAR_MAX_CONNECTIONS", "9")
         settings = app_from_env().state.settings
         assert settings.model_dir == tmp_path
         assert settings.max_documents_per_request == 7
-        assert (settings.max_batch_documents, settings.max_wait_ms) == (16, 0.0)
+        assert (settings.max_tokens_per_document, settings.max_tokens_per_request) == (500, 900)
+        assert (settings.request_timeout_s, settings.shutdown_grace_s) == (7.5, 3.0)
+        assert settings.max_connections == 9
 
 
 class TestErrorsAndDocs:
@@ -282,43 +287,21 @@ class TestMetrics:
 
 
 class TestInferenceRunner:
-    def test_full_queue_is_overloaded(self, fake_predictor_cls) -> None:
-        release = threading.Event()
-        started = threading.Event()
-
-        class SlowPredictor(fake_predictor_cls):  # type: ignore[misc, valid-type]
-            def analyze(self, texts, ids=None, batch_size=16):
-                started.set()
-                release.wait(5)
-                return super().analyze(texts, ids, batch_size)
-
-        runner = InferenceRunner(SlowPredictor(), batch_size=4, max_queued=1)
-        outcome: dict[str, object] = {}
-
-        async def scenario() -> None:
-            async with anyio.create_task_group() as tasks:
-
-                async def first() -> None:
-                    outcome["first"] = await runner.analyze(["Ali"], ["1"])
-
-                tasks.start_soon(first)
-                await anyio.to_thread.run_sync(started.wait, 5)
-                assert runner.pending == 1
-                with pytest.raises(Overloaded):
-                    await runner.analyze(["b"], ["2"])
-                release.set()
-
-        anyio.run(scenario)
-        runner.close()
-        assert runner.join(5)
+    def test_slots_beyond_max_queued_are_overloaded(self) -> None:
+        runner = InferenceRunner(max_queued=1)
+        with runner.slot():
+            assert runner.pending == 1
+            with pytest.raises(Overloaded), runner.slot():
+                pass
         assert runner.pending == 0
-        assert outcome["first"][0].entities[0].text == "Ali"  # type: ignore[index]
+        with runner.slot():
+            pass
 
     def test_overloaded_is_429_with_retry_after(self, client: TestClient, monkeypatch) -> None:
-        async def refuse(texts, ids):
+        def refuse():
             raise Overloaded("queue full; retry shortly")
 
-        monkeypatch.setattr(client.app.state.runner, "analyze", refuse)  # type: ignore[attr-defined]
+        monkeypatch.setattr(client.app.state.runner, "slot", refuse)  # type: ignore[attr-defined]
         response = client.post("/v1/analyze", json={"text": "a"})
         assert_error(response, 429, "overloaded")
         assert response.headers["retry-after"] == "1"
@@ -338,6 +321,7 @@ def test_api_with_the_tiny_exported_model(tiny_model_dir: Path) -> None:
         result = response.json()["results"][0]
         for entity in result["entities"]:
             assert TEXT[entity["start"] : entity["end"]] == entity["text"]
+        assert result["warnings"] == []
         info = client.get("/v1/model").json()
         assert {t["label"] for t in info["entity_types"]} >= {"PER", "LOC"}
         assert set(result["topic_scores"]) == {t["label"] for t in info["topics"]}

@@ -1,16 +1,18 @@
-"""Tests for the micro-batching InferenceRunner behind POST /v1/analyze.
+"""Tests for the InferenceRunner behind POST /v1/analyze: turns, drops, deadlines, shutdown.
 
-Requests run concurrently on one event loop through httpx's ASGI transport, with
-the app's own lifespan, so merging, 429, fallback and shutdown are seen as a
-client sees them. A gated fake holds its first call until the test has queued
-the requests it wants merged, so batch contents do not depend on timing.
+Requests run concurrently on one event loop through httpx's ASGI transport, with the
+app's own lifespan, so the scheduling is seen as a client sees it. The fake predictor
+cuts each document into one encoder "call" per ``batch_size`` words and records the
+text of every call in ``predictor.steps``; a gate holds a chosen call until the test
+has queued what it wants, so the order of calls does not depend on timing.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Sequence
+import time
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -20,36 +22,37 @@ import pytest
 from fastapi import FastAPI
 from typer.testing import CliRunner
 
-from serving.api.app import create_app
-from serving.api.dependencies import InferenceRunner
+from serving.api.app import begin_shutdown, create_app
+from serving.api.runner import InferenceRunner
 from serving.api.settings import ServerSettings
 from serving.cli.app import app as cli_app
 
-GATE_SECONDS = 5.0
+WAIT_SECONDS = 5.0
 
 
-@pytest.fixture
-def gated_predictor_cls(fake_predictor_cls):
-    class GatedPredictor(fake_predictor_cls):  # type: ignore[misc, valid-type]
-        """Blocks its first call until ``release`` is set; later calls run at once."""
+class Gate:
+    """Blocks the encoder call number ``at`` (1-based) until ``release`` is set."""
 
-        def __init__(self, **kwargs: object) -> None:
-            super().__init__(**kwargs)
-            self.entered = threading.Event()
-            self.release = threading.Event()
+    def __init__(self, at: int = 1, delay_s: float = 0.0) -> None:
+        self.at = at
+        self.delay_s = delay_s
+        self.count = 0
+        self.entered = threading.Event()
+        self.release = threading.Event()
 
-        def analyze(self, texts, ids=None, batch_size=16):
-            if not self.entered.is_set():
-                self.entered.set()
-                self.release.wait(GATE_SECONDS)
-            return super().analyze(texts, ids, batch_size)
-
-    return GatedPredictor
+    def __call__(self, text: str) -> None:
+        self.count += 1
+        if self.count == self.at:
+            self.entered.set()
+            self.release.wait(WAIT_SECONDS)
+        elif self.delay_s:
+            time.sleep(self.delay_s)
 
 
 @asynccontextmanager
 async def serve(predictor, **settings: object) -> AsyncIterator[tuple[httpx.AsyncClient, FastAPI]]:
     """The app with its lifespan running, and an async client talking to it in-process."""
+    settings.setdefault("batch_size", 4)
     app = create_app(ServerSettings(**settings), predictor=predictor)  # type: ignore[arg-type]
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
@@ -57,7 +60,7 @@ async def serve(predictor, **settings: object) -> AsyncIterator[tuple[httpx.Asyn
             yield client, app
 
 
-async def wait_until(condition, what: str, seconds: float = GATE_SECONDS) -> None:
+async def wait_until(condition, what: str, seconds: float = WAIT_SECONDS) -> None:
     with anyio.move_on_after(seconds):
         while not condition():
             await anyio.sleep(0.002)
@@ -65,27 +68,12 @@ async def wait_until(condition, what: str, seconds: float = GATE_SECONDS) -> Non
     raise AssertionError(f"timed out waiting for {what}")
 
 
-async def hold_first_call(client: httpx.AsyncClient, predictor) -> asyncio.Task[httpx.Response]:
-    """Start a request and wait until the predictor is busy with it."""
-    task = asyncio.ensure_future(client.post("/v1/analyze", json={"text": "Gate"}))
-    await wait_until(predictor.entered.is_set, "the first call")
-    return task
+def post(client: httpx.AsyncClient, text: str) -> asyncio.Task[httpx.Response]:
+    return asyncio.ensure_future(client.post("/v1/analyze", json={"text": text}))
 
 
-def documents_of(request: int, count: int) -> list[dict[str, str]]:
-    """Documents whose single entity (a capitalised word) names request and position."""
-    return [
-        {"id": f"r{request}-d{i}", "text": f"زار Name{request}x{i} بيروت"} for i in range(count)
-    ]
-
-
-def assert_own_results(response: httpx.Response, documents: Sequence[dict[str, str]]) -> None:
-    assert response.status_code == 200, response.text
-    results = response.json()["results"]
-    assert [r["id"] for r in results] == [d["id"] for d in documents]
-    for result, document in zip(results, documents, strict=True):
-        names = [e["text"] for e in result["entities"] if e["label"] == "PER"]
-        assert names == [document["text"].split()[1]]
+def words(name: str, count: int) -> str:
+    return " ".join(f"{name}{i}" for i in range(count))
 
 
 def assert_error(response: httpx.Response, status: int, error_type: str) -> None:
@@ -95,190 +83,173 @@ def assert_error(response: httpx.Response, status: int, error_type: str) -> None
     assert response.json()["error_type"] == error_type
 
 
-class TestMerging:
-    def test_concurrent_requests_share_predictor_calls(self, fake_predictor) -> None:
-        requests = [documents_of(r, 1) for r in range(8)]
+class TestTurns:
+    def test_a_small_request_runs_after_one_call_of_a_large_one(self, fake_predictor) -> None:
+        gate = fake_predictor.on_step = Gate(at=3)
+        big, small = words("Big", 40), "Ali"
 
-        async def scenario() -> tuple[list[httpx.Response], str]:
-            async with serve(fake_predictor, max_batch_documents=8, max_wait_ms=1000) as (
-                client,
-                _,
-            ):
-                responses = await asyncio.gather(
-                    *(client.post("/v1/analyze", json={"documents": d}) for d in requests)
-                )
-                return list(responses), (await client.get("/metrics")).text
+        async def scenario() -> tuple[httpx.Response, httpx.Response]:
+            async with serve(fake_predictor) as (client, app):
+                large = post(client, big)
+                await wait_until(gate.entered.is_set, "the large request's third call")
+                little = post(client, small)
+                await wait_until(lambda: app.state.runner.queued == 2, "both queued")
+                gate.release.set()
+                return await large, await little
 
-        responses, metrics = anyio.run(scenario)
-        for response, documents in zip(responses, requests, strict=True):
-            assert_own_results(response, documents)
-        assert len(fake_predictor.calls) < len(requests)
-        assert sum(len(call) for call in fake_predictor.calls) == 8
-        assert f"khabar_batch_documents_count {len(fake_predictor.calls)}.0" in metrics
-        assert "khabar_batch_documents_sum 8.0" in metrics
-        assert "khabar_queue_depth 0.0" in metrics
+        large, little = anyio.run(scenario)
+        assert large.status_code == little.status_code == 200
+        assert little.json()["result"]["entities"][0]["text"] == "Ali"
+        # Calls 1-3 are the large request's; the small one goes right after the third.
+        assert fake_predictor.steps[:4] == [big, big, big, small]
+        assert fake_predictor.steps.count(big) == 10
 
-    def test_requests_queued_behind_a_call_merge_into_the_next(self, gated_predictor_cls) -> None:
-        predictor = gated_predictor_cls()
-        requests = [documents_of(r, 1 + r % 3) for r in range(6)]
-
-        async def scenario() -> tuple[httpx.Response, list[httpx.Response]]:
-            async with serve(predictor, max_batch_documents=64, max_wait_ms=0) as (client, app):
-                first = await hold_first_call(client, predictor)
-                tasks = [
-                    asyncio.ensure_future(client.post("/v1/analyze", json={"documents": d}))
-                    for d in requests
-                ]
-                await wait_until(lambda: app.state.runner.queued == len(requests), "queued")
-                predictor.release.set()
-                return await first, list(await asyncio.gather(*tasks))
-
-        first, responses = anyio.run(scenario)
-        assert first.json()["result"]["entities"][0]["text"] == "Gate"
-        for response, documents in zip(responses, requests, strict=True):
-            assert_own_results(response, documents)
-        assert len(predictor.calls) == 2
-        assert sorted(predictor.calls[1]) == sorted(d["text"] for r in requests for d in r)
-
-    def test_batches_hold_whole_requests_up_to_max_batch_documents(
-        self, gated_predictor_cls
-    ) -> None:
-        predictor = gated_predictor_cls()
-        requests = [documents_of(r, 2) for r in range(5)] + [documents_of(5, 6)]
+    def test_two_large_requests_take_turns(self, fake_predictor) -> None:
+        gate = fake_predictor.on_step = Gate(at=1)
+        first, second = words("One", 24), words("Two", 24)
 
         async def scenario() -> list[httpx.Response]:
-            async with serve(predictor, max_batch_documents=4, max_wait_ms=0) as (client, app):
-                first = await hold_first_call(client, predictor)
-                tasks = [
-                    asyncio.ensure_future(client.post("/v1/analyze", json={"documents": d}))
-                    for d in requests
-                ]
-                await wait_until(lambda: app.state.runner.queued == len(requests), "queued")
-                predictor.release.set()
-                await first
-                return list(await asyncio.gather(*tasks))
+            async with serve(fake_predictor) as (client, app):
+                a = post(client, first)
+                await wait_until(gate.entered.is_set, "the first call")
+                b = post(client, second)
+                await wait_until(lambda: app.state.runner.queued == 2, "both queued")
+                gate.release.set()
+                return [await a, await b]
 
         responses = anyio.run(scenario)
-        for response, documents in zip(responses, requests, strict=True):
-            assert_own_results(response, documents)
-        text_to_request = {d["text"]: r for r, docs in enumerate(requests) for d in docs}
-        merged_calls = predictor.calls[1:]
-        for call in merged_calls:
-            in_call = {text_to_request[text] for text in call}
-            # Whole requests only, and over the limit only for a request that is alone.
-            assert sorted(call) == sorted(d["text"] for r in in_call for d in requests[r])
-            assert len(call) <= 4 or in_call == {5}
-        assert [call for call in merged_calls if len(call) > 4] == [
-            [d["text"] for d in requests[5]]
+        assert [r.status_code for r in responses] == [200, 200]
+        assert fake_predictor.steps == [first, second] * 6
+
+    def test_each_request_gets_its_own_results(self, fake_predictor) -> None:
+        fake_predictor.on_step = Gate(at=0, delay_s=0.001)
+        requests = [
+            [{"id": f"r{r}-d{i}", "text": f"زار Name{r}x{i} بيروت"} for i in range(1 + r % 3)]
+            for r in range(8)
         ]
 
-    def test_a_lone_request_waits_at_most_max_wait_ms(self, fake_predictor) -> None:
-        async def scenario() -> httpx.Response:
-            async with serve(fake_predictor, max_wait_ms=20) as (client, _):
-                with anyio.fail_after(GATE_SECONDS):
-                    return await client.post("/v1/analyze", json={"text": "Ali"})
+        async def scenario() -> list[httpx.Response]:
+            async with serve(fake_predictor) as (client, _):
+                return list(
+                    await asyncio.gather(
+                        *(client.post("/v1/analyze", json={"documents": d}) for d in requests)
+                    )
+                )
 
-        assert anyio.run(scenario).status_code == 200
-        assert fake_predictor.calls == [["Ali"]]
-
-
-class TestOverloadAndFailures:
-    def test_full_queue_is_429_with_json_body_and_retry_after(self, gated_predictor_cls) -> None:
-        predictor = gated_predictor_cls()
-
-        async def scenario() -> tuple[httpx.Response, httpx.Response, httpx.Response]:
-            async with serve(predictor, max_queued_requests=2) as (client, app):
-                first = await hold_first_call(client, predictor)
-                second = asyncio.ensure_future(client.post("/v1/analyze", json={"text": "Omar"}))
-                await wait_until(lambda: app.state.runner.pending == 2, "two pending")
-                refused = await client.post("/v1/analyze", json={"text": "Ali"})
-                predictor.release.set()
-                return refused, await first, await second
-
-        refused, first, second = anyio.run(scenario)
-        assert_error(refused, 429, "overloaded")
-        assert refused.headers["retry-after"] == "1"
-        assert first.status_code == second.status_code == 200
-        assert second.json()["result"]["entities"][0]["text"] == "Omar"
-        assert ["Ali"] not in predictor.calls
+        for response, documents in zip(anyio.run(scenario), requests, strict=True):
+            assert response.status_code == 200, response.text
+            results = response.json()["results"]
+            assert [r["id"] for r in results] == [d["id"] for d in documents]
+            for result, document in zip(results, documents, strict=True):
+                names = [e["text"] for e in result["entities"] if e["label"] == "PER"]
+                assert names == [document["text"].split()[1]]
 
     @pytest.mark.parametrize(
         ("poison", "status", "error_type"),
         [("BOOM", 424, "inference_error"), ("CRASH", 500, "internal_error")],
     )
     def test_a_failing_document_fails_only_its_own_request(
-        self, gated_predictor_cls, poison: str, status: int, error_type: str
+        self, fake_predictor, poison: str, status: int, error_type: str
     ) -> None:
-        predictor = gated_predictor_cls()
-        good = [documents_of(r, 2) for r in range(3)]
-        bad = [{"id": "bad", "text": f"Bad {poison}"}]
+        gate = fake_predictor.on_step = Gate(at=1)
 
-        async def scenario() -> tuple[list[httpx.Response], httpx.Response]:
-            async with serve(predictor, max_wait_ms=0) as (client, app):
-                first = await hold_first_call(client, predictor)
-                tasks = [
-                    asyncio.ensure_future(client.post("/v1/analyze", json={"documents": d}))
-                    for d in [good[0], bad, *good[1:]]
-                ]
-                await wait_until(lambda: app.state.runner.queued == 4, "queued")
-                predictor.release.set()
-                await first
-                responses = list(await asyncio.gather(*tasks))
-                return responses[:1] + responses[2:], responses[1]
+        async def scenario() -> tuple[httpx.Response, httpx.Response, httpx.Response]:
+            async with serve(fake_predictor) as (client, app):
+                first = post(client, words("Gate", 6))
+                await wait_until(gate.entered.is_set, "the first call")
+                bad = post(client, f"Bad {poison}")
+                good = post(client, "Omar")
+                await wait_until(lambda: app.state.runner.queued == 3, "queued")
+                gate.release.set()
+                return await first, await bad, await good
 
-        ok, failed = anyio.run(scenario)
-        assert_error(failed, status, error_type)
-        for response, documents in zip(ok, good, strict=True):
-            assert_own_results(response, documents)
-        merged, *alone = predictor.calls[1:]
-        assert len(merged) == 7
-        assert sorted(map(len, alone)) == [1, 2, 2, 2]
+        first, bad, good = anyio.run(scenario)
+        assert_error(bad, status, error_type)
+        assert first.status_code == good.status_code == 200
+        assert good.json()["result"]["entities"][0]["text"] == "Omar"
 
-    def test_a_cancelled_request_never_reaches_the_predictor(self, gated_predictor_cls) -> None:
-        predictor = gated_predictor_cls()
-        runner = InferenceRunner(predictor, batch_size=4, max_queued=8, max_wait_ms=0)
+
+class TestDroppedWork:
+    def test_a_cancelled_request_runs_no_more_calls(self, fake_predictor) -> None:
+        gate = fake_predictor.on_step = Gate(at=2)
+        runner = InferenceRunner(max_queued=8)
+        long_text = words("Long", 40)
 
         async def scenario() -> None:
-            first = asyncio.ensure_future(runner.analyze(["Gate"], [None]))
-            await wait_until(predictor.entered.is_set, "the first call")
-            cancelled = asyncio.ensure_future(runner.analyze(["Omar"], [None]))
-            await wait_until(lambda: runner.queued == 1, "queued")
-            cancelled.cancel()
-            await wait_until(lambda: runner.pending == 1, "cancelled")
-            predictor.release.set()
-            await first
-            assert (await runner.analyze(["Ali"], [None]))[0].entities[0].text == "Ali"
+            analysis = fake_predictor.analysis(fake_predictor.prepare([long_text]), [None], 4)
+            task = asyncio.ensure_future(runner.run(analysis))
+            await wait_until(gate.entered.is_set, "the second call")
+            task.cancel()
+            await wait_until(lambda: runner.queued == 0, "dropped")
+            gate.release.set()
+            done = fake_predictor.analysis(fake_predictor.prepare(["Ali"]), [None], 4)
+            await runner.run(done)
+            assert done.done
 
         anyio.run(scenario)
         runner.close()
-        assert runner.join(GATE_SECONDS)
-        assert predictor.calls == [["Gate"], ["Ali"]]
-        assert runner.pending == 0
+        assert runner.join(WAIT_SECONDS)
+        assert fake_predictor.steps == [long_text, long_text, "Ali"]
+
+    def test_past_its_deadline_a_request_is_503_with_retry_after(self, fake_predictor) -> None:
+        fake_predictor.on_step = Gate(at=0, delay_s=0.05)
+        long_text = words("Slow", 400)
+
+        async def scenario() -> tuple[httpx.Response, str]:
+            async with serve(fake_predictor, request_timeout_s=0.3) as (client, app):
+                response = await client.post("/v1/analyze", json={"text": long_text})
+                await wait_until(lambda: app.state.runner.queued == 0, "dropped")
+                steps = len(fake_predictor.steps)
+                await anyio.sleep(0.2)
+                assert len(fake_predictor.steps) == steps  # nothing more ran
+                return response, (await client.get("/metrics")).text
+
+        response, metrics = anyio.run(scenario)
+        assert_error(response, 503, "timeout")
+        assert response.headers["retry-after"] == "5"
+        assert "within 0.3 s" in response.json()["error"]
+        assert len(fake_predictor.steps) < 100
+        assert 'khabar_dropped_batches_total{reason="abandoned"}' in metrics
 
 
 class TestShutdown:
-    def test_closing_refuses_queued_requests_and_finishes_the_running_call(
-        self, gated_predictor_cls
+    def test_drain_refuses_new_work_and_ends_admitted_work_after_the_grace(
+        self, fake_predictor
     ) -> None:
-        predictor = gated_predictor_cls()
+        fake_predictor.on_step = Gate(at=0, delay_s=0.02)
+        long_text = words("Long", 800)
 
-        async def scenario() -> tuple[httpx.Response, httpx.Response, httpx.Response]:
-            async with serve(predictor) as (client, app):
-                first = await hold_first_call(client, predictor)
-                queued = asyncio.ensure_future(client.post("/v1/analyze", json={"text": "Omar"}))
-                await wait_until(lambda: app.state.runner.queued == 1, "queued")
-                app.state.runner.close()
-                refused = await queued
-                predictor.release.set()
+        async def scenario() -> tuple[httpx.Response, httpx.Response, httpx.Response, float]:
+            async with serve(fake_predictor) as (client, app):
+                admitted = post(client, long_text)
+                await wait_until(lambda: len(fake_predictor.steps) > 0, "the first call")
+                started = time.monotonic()
+                begin_shutdown(app, grace_s=0.3)
+                ready = await client.get("/v1/ready")
                 late = await client.post("/v1/analyze", json={"text": "Ali"})
-                return await first, refused, late
+                refused = await admitted
+                return ready, late, refused, time.monotonic() - started
 
-        first, refused, late = anyio.run(scenario)
-        assert first.status_code == 200
+        ready, late, refused, seconds = anyio.run(scenario)
+        assert_error(ready, 503, "shutting_down")
+        assert_error(late, 503, "shutting_down")
         assert_error(refused, 503, "shutting_down")
         assert "shutting down" in refused.json()["error"]
-        assert_error(late, 503, "shutting_down")
-        assert predictor.calls == [["Gate"]]
+        assert 0.25 < seconds < 3
+        assert fake_predictor.steps.count(long_text) < 200
+        assert "Ali" not in fake_predictor.steps
+
+    def test_a_request_that_ends_within_the_grace_is_answered(self, fake_predictor) -> None:
+        fake_predictor.on_step = Gate(at=0, delay_s=0.01)
+
+        async def scenario() -> httpx.Response:
+            async with serve(fake_predictor) as (client, app):
+                admitted = post(client, words("Short", 8))
+                await wait_until(lambda: len(fake_predictor.steps) > 0, "the first call")
+                begin_shutdown(app, grace_s=5)
+                return await admitted
+
+        assert anyio.run(scenario).status_code == 200
 
     def test_the_lifespan_stops_the_worker_and_a_restart_gets_a_new_one(
         self, fake_predictor
@@ -302,36 +273,47 @@ class TestShutdown:
 
 
 class TestSettings:
-    def test_batching_settings_come_from_the_environment(
-        self, monkeypatch: pytest.MonkeyPatch
-    ) -> None:
-        monkeypatch.setenv("KHABAR_MAX_BATCH_DOCUMENTS", "12")
-        monkeypatch.setenv("KHABAR_MAX_WAIT_MS", "2.5")
-        settings = ServerSettings()
-        assert (settings.max_batch_documents, settings.max_wait_ms) == (12, 2.5)
-        assert settings.max_queued_requests == 64
-
     def test_defaults(self) -> None:
         settings = ServerSettings()
-        assert (settings.max_batch_documents, settings.max_wait_ms) == (32, 5.0)
+        assert settings.max_tokens_per_document == 40_000
+        assert settings.max_tokens_per_request == 131_072
+        assert (settings.request_timeout_s, settings.shutdown_grace_s) == (60.0, 25.0)
+        assert (settings.header_timeout_s, settings.body_timeout_s) == (10.0, 30.0)
+        assert settings.max_connections == 256
 
-    def test_serve_passes_the_batching_options(
+    def test_serve_passes_its_options_to_the_server(
         self, tmp_path: Path, fake_predictor, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         calls: dict[str, object] = {}
         monkeypatch.setattr(
             "serving.cli.app.load_predictor", lambda model_dir, threads: fake_predictor
         )
-        monkeypatch.setattr("uvicorn.run", lambda app, **kwargs: calls.update(app=app, **kwargs))
-        options = ["--max-batch-documents", "8", "--max-wait-ms", "2", "--max-queued-requests", "9"]
+        monkeypatch.setattr(
+            "serving.api.server.run_server",
+            lambda app, settings, host, port, log_level: calls.update(app=app, settings=settings),
+        )
+        monkeypatch.setenv("KHABAR_MAX_CONNECTIONS", "17")
+        options = [
+            "--max-tokens-per-document",
+            "99",
+            "--max-tokens-per-request",
+            "199",
+            "--request-timeout-s",
+            "4",
+            "--shutdown-grace-s",
+            "2",
+            "--header-timeout-s",
+            "3",
+            "--no-docs",
+        ]
         result = CliRunner().invoke(cli_app, ["serve", "--model", str(tmp_path), *options])
         assert result.exit_code == 0, result.output
-        app = calls["app"]
-        settings = app.state.settings  # type: ignore[attr-defined]
-        assert (settings.max_batch_documents, settings.max_wait_ms) == (8, 2.0)
-        runner = app.state.runner  # type: ignore[attr-defined]
-        assert (runner.max_batch_documents, runner.max_wait_seconds, runner.max_queued) == (
-            8,
-            0.002,
-            9,
-        )
+        settings = calls["settings"]
+        assert settings.max_tokens_per_document == 99  # type: ignore[attr-defined]
+        assert settings.max_tokens_per_request == 199  # type: ignore[attr-defined]
+        assert settings.request_timeout_s == 4.0  # type: ignore[attr-defined]
+        assert settings.shutdown_grace_s == 2.0  # type: ignore[attr-defined]
+        assert settings.header_timeout_s == 3.0  # type: ignore[attr-defined]
+        assert settings.max_connections == 17  # type: ignore[attr-defined]
+        assert settings.docs is False  # type: ignore[attr-defined]
+        assert calls["app"].state.runner is not None  # type: ignore[attr-defined]

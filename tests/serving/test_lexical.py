@@ -61,6 +61,14 @@ class TestFile:
         with pytest.raises(ModelLoadError, match="cannot read"):
             LexicalHead.load(tmp_path / "bad.npz")
 
+    @pytest.mark.parametrize("keep", [0.5, 0.95])
+    def test_a_truncated_npz_is_a_load_error(self, tmp_path, keep):
+        make_head().save(tmp_path / "lexical.npz")
+        data = (tmp_path / "lexical.npz").read_bytes()
+        (tmp_path / "cut.npz").write_bytes(data[: int(len(data) * keep)])
+        with pytest.raises(ModelLoadError, match="cannot read lexical topic head"):
+            LexicalHead.load(tmp_path / "cut.npz")
+
     def test_shapes_must_fit_together(self):
         with pytest.raises(ValueError, match="do not match"):
             LexicalHead(np.ones(4), np.ones((5, 2)), np.ones(2))

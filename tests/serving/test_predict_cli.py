@@ -15,6 +15,10 @@ from typer.testing import CliRunner
 from serving.cli.app import app, main
 from serving.cli.predict import Summary, predict_records
 from serving.cli.readers import Record, RecordError, read_inputs
+from serving.limits import DocumentLimits
+from serving.metadata import DEFAULT_MODEL_DIR
+
+HAS_SHIPPED_MODEL = (DEFAULT_MODEL_DIR / "khabar.json").is_file()
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 runner = CliRunner()
@@ -44,6 +48,34 @@ class FlushRecorder(io.StringIO):
 
 
 class TestPredictRecords:
+    def test_records_over_the_limits_are_error_lines(self, fake_predictor) -> None:
+        items = [
+            Record(0, "ok", "زار ماكرون بيروت"),
+            Record(1, "chars", "ب" * 31),
+            Record(2, "tokens", " ".join(["كلمة"] * 6)),
+            Record(3, "last", "Omar"),
+        ]
+        out = io.StringIO()
+        limits = DocumentLimits(max_chars=30, max_tokens=5)
+        summary = predict_records(items, fake_predictor, out, limits=limits)
+        assert summary == Summary(n_ok=2, n_failed=2)
+        lines = json_lines(out.getvalue())
+        assert [line["id"] for line in lines] == ["ok", "chars", "tokens", "last"]
+        assert "31 characters; the limit is 30 per document" in lines[1]["error"]
+        assert "6 tokens; the limit is 5 per document" in lines[2]["error"]
+        assert fake_predictor.calls == [["زار ماكرون بيروت", "Omar"]]
+
+    def test_the_limits_come_from_the_options_and_the_environment(
+        self, tmp_path: Path, fake_model, monkeypatch
+    ) -> None:
+        source = write_jsonl(tmp_path / "in.jsonl", [{"text": "ب" * 12}, {"text": "a b c"}])
+        monkeypatch.setenv("KHABAR_MAX_TOKENS_PER_DOCUMENT", "2")
+        result = runner.invoke(app, ["predict", str(source), "--max-chars-per-document", "10"])
+        assert result.exit_code == 1
+        lines = json_lines(result.stdout)
+        assert "12 characters; the limit is 10" in lines[0]["error"]
+        assert "3 tokens; the limit is 2" in lines[1]["error"]
+
     def test_writes_one_line_per_record_in_input_order(self, fake_predictor) -> None:
         items = [
             Record(0, "a", "زار ماكرون بيروت"),
@@ -272,14 +304,19 @@ class TestMain:
 
 
 class TestServeCommand:
-    def test_serve_loads_the_model_then_runs_uvicorn_with_the_limits(
+    def test_serve_loads_the_model_then_runs_the_server_with_the_limits(
         self, tmp_path: Path, fake_predictor, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         calls: dict[str, object] = {}
         monkeypatch.setattr(
             "serving.cli.app.load_predictor", lambda model_dir, threads: fake_predictor
         )
-        monkeypatch.setattr("uvicorn.run", lambda app, **kwargs: calls.update(app=app, **kwargs))
+        monkeypatch.setattr(
+            "serving.api.server.run_server",
+            lambda app, settings, host, port, log_level: calls.update(
+                app=app, host=host, port=port
+            ),
+        )
         monkeypatch.setenv("KHABAR_MAX_BODY_BYTES", "1234")
         result = runner.invoke(
             app,
@@ -307,6 +344,52 @@ class TestServeCommand:
             main(["serve", "--model", str(tmp_path / "none")])
         assert exit_info.value.code == 3
         assert capsys.readouterr().err.startswith("error: model directory not found")
+
+
+@pytest.mark.skipif(not HAS_SHIPPED_MODEL, reason="no shipped model in models/default")
+def test_output_closed_early_ends_quietly_with_status_0(tmp_path: Path) -> None:
+    source = write_jsonl(
+        tmp_path / "in.jsonl", [{"text": f"زار الرئيس ماكرون بيروت {i}"} for i in range(300)]
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "serving.cli.app", "predict", str(source), "--threads", "1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=REPO_ROOT,
+        env=env,
+    )
+    assert process.stdout is not None and process.stderr is not None
+    first = process.stdout.readline()  # like `| head -1`: read a line, then go away
+    process.stdout.close()
+    try:
+        code = process.wait(timeout=120)
+    finally:
+        process.kill()
+    assert json.loads(first)["id"].endswith(":1")
+    assert code == 0
+    assert process.stderr.read() == b""
+
+
+@pytest.mark.skipif(not HAS_SHIPPED_MODEL, reason="no shipped model in models/default")
+@pytest.mark.parametrize("command", ["predict", "serve"])
+def test_a_corrupt_lexical_head_is_a_model_load_error(tmp_path: Path, command: str, capsys) -> None:
+    broken = tmp_path / "model"
+    broken.mkdir()
+    for path in DEFAULT_MODEL_DIR.iterdir():
+        (broken / path.name).symlink_to(path)
+    head = broken / "lexical_head.npz"
+    data = head.read_bytes()
+    head.unlink()
+    head.write_bytes(data[: len(data) // 2])
+    source = write_jsonl(tmp_path / "in.jsonl", [{"text": "a"}])
+    args = [command, "--model", str(broken)] + ([str(source)] if command == "predict" else [])
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    assert exit_info.value.code == 3
+    err = capsys.readouterr().err
+    assert err.startswith("error: cannot read lexical topic head")
+    assert err.count("\n") == 1
 
 
 def test_missing_model_from_a_real_process_has_no_traceback(tmp_path: Path) -> None:
@@ -360,7 +443,7 @@ def test_predict_with_the_tiny_exported_model(tmp_path: Path, tiny_model_dir: Pa
     lines = json_lines(out.read_text(encoding="utf-8"))
     assert [line["id"] for line in lines] == ["0", "1", f"{source}:3"]
     for text, line in zip(texts, lines, strict=False):
-        assert set(line) == {"id", "entities", "topics", "topic_scores"}
+        assert set(line) == {"id", "entities", "topics", "topic_scores", "warnings"}
         for entity in line["entities"]:
             assert text[entity["start"] : entity["end"]] == entity["text"]
     assert "error" in lines[2]

@@ -135,12 +135,40 @@ def test_long_document_finds_each_occurrence_once_across_windows(tiny):
     assert all(e.text == "بيروت" and e.label == "LOC" for e in result.entities)
 
 
-def test_batches_group_windows_of_similar_length(tiny):
+def test_each_batch_holds_windows_of_one_document(tiny):
     predictor = scripted(tiny)
     texts = ["بيروت", "وصل الوفد إلى بيروت صباح اليوم . " * 10, "قال", "وصل الوفد"]
     prepared = predictor.prepare(texts)
     batches = predictor.batches(prepared, batch_size=2)
-    lengths = [[w.length for w in batch] for batch in batches]
-    flat = [n for batch in lengths for n in batch]
-    assert flat == sorted(flat)
-    assert sum(len(p.windows) for p in prepared) == len(flat)
+    assert all(len({w.doc for w in batch}) == 1 and len(batch) <= 2 for batch in batches)
+    assert [w for batch in batches for w in batch] == [w for p in prepared for w in p.windows]
+    assert len(prepared[1].windows) > 2
+
+
+def test_a_documents_answer_does_not_depend_on_its_batch_mates(tiny):
+    # The tiny int8 graph quantises activations per tensor, like the shipped one.
+    assert tiny.session.path.name.endswith("int8.onnx")
+    texts = [
+        " ".join(["زار الرئيس ماكرون بيروت ."] * (1 + i % 5) + ["وصل الوفد إلى القاهرة ."] * i)
+        for i in range(16)
+    ]
+    together = tiny.analyze(texts, batch_size=16)
+    alone = [tiny.analyze([text], batch_size=16)[0] for text in texts]
+    assert together == alone
+    assert [r.topic_scores for r in together] == [r.topic_scores for r in alone]
+
+
+def test_the_analysis_runs_one_encoder_call_per_step(tiny):
+    predictor = scripted(tiny)
+    texts = ["وصل الوفد إلى بيروت صباح اليوم . " * 30, "قال"]
+    prepared = predictor.prepare(texts)
+    analysis = predictor.analysis(prepared, ["a", "b"], batch_size=2)
+    expected = len(predictor.batches(prepared, 2))
+    steps = 0
+    while not analysis.done:
+        assert analysis.next_cost > 0
+        analysis.step()
+        steps += 1
+    assert steps == expected == len(predictor.session.calls)
+    assert [r.id for r in analysis.results()] == ["a", "b"]
+    assert analysis.results() == predictor.analyze(texts, ["a", "b"], batch_size=2)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -81,6 +83,32 @@ class TestJsonl:
         assert "not an object" in errors[f"{path}:6"]
         assert "must be a string or a number" in errors[f"{path}:7"]
         assert items[-1] == Record(7, "ok2", "also fine")
+
+    def test_a_line_too_long_for_the_limit_is_skipped_without_being_held(
+        self, tmp_path: Path
+    ) -> None:
+        path = tmp_path / "huge.jsonl"
+        with path.open("wb") as out:
+            out.write(b'{"id": "huge", "text": "')
+            for _ in range(50):
+                out.write(b"a" * 1_000_000)
+            out.write(b'"}\n{"id": "next", "text": "\xd8\xa8"}\n')
+        tracemalloc.start()
+        try:
+            items = read_all([str(path)], max_chars=100_000)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert peak < 8_000_000  # a 50 MB line, never in memory whole
+        assert isinstance(items[0], RecordError)
+        assert items[0].id == f"{path}:1"
+        assert "longer than" in items[0].error
+        assert items[1] == Record(1, "next", "ب")
+
+    def test_a_line_within_the_limit_is_read(self, tmp_path: Path) -> None:
+        text = "ب" * 50_000
+        path = write_jsonl(tmp_path / "ok.jsonl", [{"text": text}])
+        assert read_all([str(path)], max_chars=50_000) == [Record(0, f"{path}:1", text)]
 
     def test_a_line_that_is_not_utf8_is_a_record_error(self, tmp_path: Path) -> None:
         path = tmp_path / "mixed.jsonl"
@@ -187,6 +215,29 @@ class TestTextFiles:
         assert "empty" in items[2].error
         assert isinstance(items[3], RecordError)
         assert "not valid UTF-8" in items[3].error
+
+    def test_every_txt_entry_that_cannot_be_read_is_an_error_line(self, tmp_path: Path) -> None:
+        (tmp_path / "a.txt").write_text("أ", encoding="utf-8")
+        (tmp_path / "b.txt").symlink_to(tmp_path / "gone.txt")
+        os.mkfifo(tmp_path / "c.txt")
+        (tmp_path / "d.txt").mkdir()
+        (tmp_path / "notes.md").write_text("not a document", encoding="utf-8")
+        items = read_all([str(tmp_path)])
+        assert [item.id for item in items] == ["a.txt", "b.txt", "c.txt", "d.txt"]
+        assert isinstance(items[0], Record)
+        errors = [item.error for item in items[1:] if isinstance(item, RecordError)]
+        assert len(errors) == 3
+        assert "link to nothing" in errors[0]
+        assert "FIFO" in errors[1]
+        assert "directory" in errors[2]
+
+    def test_a_txt_file_too_large_for_the_limit_is_not_read(self, tmp_path: Path) -> None:
+        path = tmp_path / "big.txt"
+        path.write_text("ب" * 100, encoding="utf-8")
+        [item] = read_all([str(path)], max_chars=20)
+        assert isinstance(item, RecordError)
+        assert "200 bytes" in item.error
+        assert "20 characters" in item.error
 
     def test_directory_without_txt_files_is_an_error(self, tmp_path: Path) -> None:
         with pytest.raises(InputError, match="no .txt files"):
