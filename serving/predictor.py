@@ -236,13 +236,14 @@ class Predictor:
             prepared: The documents the windows' ``doc`` indices point into.
             batch: Windows to encode together (see :meth:`batches`).
             run_options: An ``onnxruntime.RunOptions`` through which another thread can
-                stop the call (the HTTP server's shutdown), or ``None``.
+                stop the call (the HTTP server's shutdown), or ``None``; passed on only to
+                sessions that say they take it (``stoppable``).
         """
         input_ids, attention_mask = self.collate(prepared, batch)
-        if run_options is None:
-            outputs = self.session.run(input_ids, attention_mask)
-        else:
+        if run_options is not None and getattr(self.session, "stoppable", False):
             outputs = self.session.run(input_ids, attention_mask, run_options=run_options)
+        else:
+            outputs = self.session.run(input_ids, attention_mask)
         entity_logits = outputs.get(ENTITY_OUTPUT)
         topic_logits = outputs.get(TOPIC_OUTPUT)
         scores = []

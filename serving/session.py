@@ -36,6 +36,9 @@ def stoppable_run_options() -> Any:
 class OnnxSession:
     """An encoder with an entity head, a topic head or both, as an ONNX graph."""
 
+    # run() takes run_options, through which another thread can stop a call.
+    stoppable = True
+
     def __init__(self, path: Path, threads: int | None = None) -> None:
         """Load ``path`` with ``threads`` intra-op threads.
 

@@ -81,3 +81,19 @@ def test_economy_report_gets_economy(predictor):
         "وتراجع الدولار أمام اليورو فيما سجلت البورصات الخليجية مكاسب قوية في تعاملات اليوم."
     )
     top_section_is(predictor, text, "economy")
+
+
+def test_a_text_without_arabic_gets_no_topics_and_a_warning(predictor):
+    for text in ("a", "Breaking news: markets fell sharply in London today."):
+        [result] = predictor.analyze([text])
+        assert result.topics == []
+        assert len(result.warnings) == 1 and "too little Arabic" in result.warnings[0]
+        assert set(result.topic_scores) == set(predictor.metadata.topic_labels)
+
+
+def test_an_arabic_article_has_no_warning(predictor):
+    [result] = predictor.analyze(
+        ["فاز منتخب المغرب على البرتغال بهدف نظيف في مباراة كرة القدم وتأهل إلى نصف النهائي."]
+    )
+    assert result.warnings == ()
+    assert result.topics

@@ -44,6 +44,7 @@ logger = logging.getLogger(__name__)
 # After the grace period, time for the 503 answers to go out before uvicorn cancels
 # what is left; the app's own shutdown then waits at most 3 s for the encoder to stop.
 FLUSH_SECONDS = 1.5
+MALFORMED_HINT = "(the request is not valid HTTP/1.1)"
 
 
 def _json_error(error: type[TooManyConnections] | type[BodyTimeout], message: str) -> bytes:
@@ -118,6 +119,28 @@ class KhabarH11Protocol(H11Protocol):
                 + b"\r\n\r\n"
                 + body
             )
+        self.transport.close()
+
+    def send_400_response(self, msg: str) -> None:
+        """Answer a request that is not valid HTTP in the one error shape, then close."""
+        body = json.dumps(
+            ErrorBody(error=f"{msg} {MALFORMED_HINT}", error_type="bad_request").model_dump()
+        ).encode("utf-8")
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"connection", b"close"),
+        ]
+        try:
+            output = self.conn.send(
+                h11.Response(status_code=400, headers=headers, reason=b"Bad Request")
+            )
+            output += self.conn.send(h11.Data(data=body)) or b""
+            output += self.conn.send(h11.EndOfMessage()) or b""
+        except h11.LocalProtocolError:  # the connection is past the point of answering
+            self.transport.close()
+            return
+        self.transport.write(output or b"")
         self.transport.close()
 
     # -- connection limit ------------------------------------------------------------

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import anyio
 import pytest
 from fastapi.testclient import TestClient
 
