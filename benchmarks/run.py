@@ -10,6 +10,11 @@ Engines, each measured on the same documents and the same machine:
 * ``http-int8``: ``khabar serve`` in its own process, driven over loopback with one
   article per request at several concurrency levels.
 
+``--load`` runs the reliability mode instead (:mod:`benchmarks.load`): the throughput
+cost of answers independent of batch mates, and a long loopback run of ``khabar serve``
+(10,000 requests at concurrency 32 by default) with every status, latency percentiles
+and the server's RSS.
+
 Each in-process engine runs in a subprocess of its own (this module with ``--worker``),
 so its peak RSS is its own and a crash or a hang costs one engine, not the run. Workers
 report progress and results as JSON lines on stdout.
@@ -102,6 +107,9 @@ QUICK = {
     # The time cap is checked between calls: smaller calls keep BERT-base within it.
     "chunk_size": 16,
 }
+
+# --load: the cap on the loopback run (checked between requests) only guards against a hang.
+LOAD_TIME_CAP = 4 * 3600.0
 
 TARGET_INT8_VS_TORCH = 2.0
 TARGET_INT8_VS_BERT = 6.0
@@ -1657,6 +1665,32 @@ def build_parser() -> argparse.ArgumentParser:
         help="Markdown log of speed experiments, copied into the report "
         "(default: benchmarks/speedups.md)",
     )
+    parser.add_argument(
+        "--load",
+        action="store_true",
+        help="reliability mode: cost of batch-mate independence and a long loopback run",
+    )
+    parser.add_argument(
+        "--load-requests",
+        type=int,
+        default=None,
+        metavar="N",
+        help="requests of the loopback run in --load mode (default 10000; quick 500)",
+    )
+    parser.add_argument(
+        "--load-concurrency",
+        type=int,
+        default=32,
+        metavar="C",
+        help="clients of the loopback run in --load mode (default 32)",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=None,
+        metavar="N",
+        help="alternating rounds of the in-process comparison in --load mode (default 3)",
+    )
     parser.add_argument("--no-cache", action="store_true", help="always reload the corpora")
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
     parser.add_argument("--worker", type=Path, default=None, help=argparse.SUPPRESS)
@@ -1665,12 +1699,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 def resolve_options(options: argparse.Namespace) -> argparse.Namespace:
     """Fill sizes the user left unset from the quick or full defaults."""
+    from benchmarks import load
     from serving.predictor import DEFAULT_BATCH_SIZE
 
     defaults = QUICK if options.quick else FULL
     for key, value in defaults.items():
         if getattr(options, key) is None:
             setattr(options, key, value)
+    if getattr(options, "load_requests", None) is None:
+        options.load_requests = load.QUICK_LOAD_REQUESTS if options.quick else load.LOAD_REQUESTS
+    if getattr(options, "rounds", None) is None:
+        options.rounds = load.QUICK_ROUNDS if options.quick else load.ROUNDS
+    if (
+        getattr(options, "load", False)
+        and not options.quick
+        and options.time_cap == FULL["time_cap"]
+    ):
+        # A long run is the point of the load mode: the cap only guards against a hang.
+        options.time_cap = LOAD_TIME_CAP
     if options.batch_size is None:
         options.batch_size = DEFAULT_BATCH_SIZE
     options.model = options.model.resolve()
@@ -1680,7 +1726,17 @@ def resolve_options(options: argparse.Namespace) -> argparse.Namespace:
 
 def check_options(options: argparse.Namespace) -> str | None:
     """What is wrong with the resolved options, or ``None``."""
-    for key in ("articles", "single_calls", "http_requests", "chunk_size", "batch_size", "threads"):
+    for key in (
+        "articles",
+        "single_calls",
+        "http_requests",
+        "chunk_size",
+        "batch_size",
+        "threads",
+        "load_requests",
+        "load_concurrency",
+        "rounds",
+    ):
         if getattr(options, key) < 1:
             return f"--{key.replace('_', '-')} must be at least 1"
     if options.sentences is not None and options.sentences < 0:
@@ -1706,6 +1762,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     if problem is not None:
         parser.error(problem)
     from serving.errors import KhabarError
+
+    if options.load:
+        from benchmarks import load
+
+        try:
+            load_results = load.run_load(options)
+        except KhabarError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        markdown, raw = load.write_results(load_results, options.out)
+        print(load.render_markdown(load_results))
+        print(f"written: {markdown} and {raw}", file=sys.stderr)
+        return 0 if load_results["loopback"].get("status") == "ok" else 1
 
     try:
         results = run_benchmark(options)

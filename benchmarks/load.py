@@ -1,0 +1,341 @@
+"""Load mode of the benchmark: a long loopback run, and what batch-mate independence costs.
+
+``python -m benchmarks.run --load`` measures, on the held-out workload of the main
+benchmark:
+
+* **Batch-mate independence, in process.** Documents per second with encoder batches
+  that hold one document each (what khabar does) and with batches that mix documents,
+  sorted by length (what it did before): the int8 graph scales activations over the
+  whole batch, so mixing is faster for short texts but lets one document change
+  another's answer. Both on the articles and on the sentences, best of a few
+  alternating rounds, and how many documents' answers (at the API's rounding) differ
+  between the two.
+* **A long loopback run.** ``khabar serve`` in its own process, ``--load-requests``
+  requests (default 10,000) from ``--load-concurrency`` clients (default 32), one
+  document per request cycling through sentences and articles (three sentences to one
+  article); every status counted (the target is no 5xx), latency p50/p95/p99, and the
+  server's RSS after warm-up and at the end, with its peak.
+
+Results go to ``<date>-<machine>-load.md`` and ``.json`` beside the main results.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import re
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import argparse
+
+    from serving.predictor import DocumentResult, Predictor
+
+LOAD_REQUESTS = 10_000
+LOAD_CONCURRENCY = 32
+QUICK_LOAD_REQUESTS = 500
+# Rounds of the in-process comparison; the best of each side is kept (least disturbed).
+ROUNDS = 3
+QUICK_ROUNDS = 1
+SENTENCES_PER_ARTICLE = 3
+CHUNK_SIZE = 64  # documents per call, as `khabar predict` reads them
+
+
+def analyze_mixed(predictor: Predictor, texts: Sequence[str], batch_size: int) -> list[Any]:
+    """The old batching: every window of ``texts`` sorted by length, batches across documents.
+
+    Kept here only to measure what independence costs; khabar never answers this way.
+    """
+    prepared = predictor.prepare(texts)
+    windows = sorted(
+        (w for item in prepared for w in item.windows), key=lambda w: (w.length, w.doc, w.start)
+    )
+    scores: list[dict[int, Any]] = [{} for _ in prepared]
+    for start in range(0, len(windows), batch_size):
+        batch = windows[start : start + batch_size]
+        for window, window_scores in zip(
+            batch, predictor.encode_batch(prepared, batch), strict=True
+        ):
+            scores[window.doc][window.start] = window_scores
+    return [
+        predictor.decode(item, predictor.merge(item, scores[doc]), None)
+        for doc, item in enumerate(prepared)
+    ]
+
+
+def _in_chunks(
+    analyze: Callable[[Sequence[str]], list[DocumentResult]], texts: Sequence[str]
+) -> tuple[list[DocumentResult], float]:
+    started = time.perf_counter()
+    results: list[DocumentResult] = []
+    for start in range(0, len(texts), CHUNK_SIZE):
+        results += analyze(texts[start : start + CHUNK_SIZE])
+    return results, time.perf_counter() - started
+
+
+def independence_cost(
+    predictor: Predictor,
+    texts_by_kind: Mapping[str, Sequence[str]],
+    batch_size: int,
+    rounds: int,
+    on_progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Docs/s of per-document batches and of mixed batches, and answers that differ."""
+    figures: dict[str, Any] = {}
+    for kind, texts in texts_by_kind.items():
+        if not texts:
+            continue
+        own: list[float] = []
+        mixed: list[float] = []
+        own_results: list[Any] = []
+        mixed_results: list[Any] = []
+        for round_ in range(rounds):
+            if on_progress is not None:
+                on_progress(f"{kind}: round {round_ + 1} of {rounds}")
+            own_results, seconds = _in_chunks(
+                lambda chunk: predictor.analyze(chunk, batch_size=batch_size), texts
+            )
+            own.append(len(texts) / seconds)
+            mixed_results, seconds = _in_chunks(
+                lambda chunk: analyze_mixed(predictor, chunk, batch_size), texts
+            )
+            mixed.append(len(texts) / seconds)
+        changed = sum(
+            a.to_dict() != b.to_dict() for a, b in zip(own_results, mixed_results, strict=True)
+        )
+        changed_entities = sum(
+            a.to_dict()["entities"] != b.to_dict()["entities"]
+            for a, b in zip(own_results, mixed_results, strict=True)
+        )
+        best_own, best_mixed = max(own), max(mixed)
+        figures[kind] = {
+            "documents": len(texts),
+            "docs_per_s_one_document_per_batch": best_own,
+            "docs_per_s_mixed_batches": best_mixed,
+            "cost": 1 - best_own / best_mixed,
+            "rounds": {"one_document_per_batch": own, "mixed_batches": mixed},
+            "answers_that_differ": changed,
+            "entity_lists_that_differ": changed_entities,
+        }
+    return figures
+
+
+def load_texts(workload: Mapping[str, Any]) -> list[str]:
+    """One document per request: three sentences, then an article, and so on."""
+    articles = [a["text"] for a in workload["articles"]]
+    sentences = [" ".join(s["tokens"]) for s in workload["sentences"]]
+    texts: list[str] = []
+    for index in range(max(len(articles), -(-len(sentences) // SENTENCES_PER_ARTICLE))):
+        for k in range(SENTENCES_PER_ARTICLE):
+            position = index * SENTENCES_PER_ARTICLE + k
+            if position < len(sentences):
+                texts.append(sentences[position])
+        if index < len(articles):
+            texts.append(articles[index])
+    return texts
+
+
+def vmrss_mb(pid: int) -> float | None:
+    """Current RSS (``VmRSS``) of a live process, in MB."""
+    try:
+        text = Path(f"/proc/{pid}/status").read_text(encoding="utf-8")
+    except OSError:
+        return None
+    match = re.search(r"^VmRSS:\s+(\d+)\s+kB", text, flags=re.MULTILINE)
+    return int(match.group(1)) * 1024 / 1e6 if match else None
+
+
+def loopback_run(
+    options: argparse.Namespace,
+    texts: Sequence[str],
+    scratch: Path,
+    on_event: Callable[..., None],
+) -> dict[str, Any]:
+    """Start ``khabar serve``, warm it, drive the load, read its RSS, stop it."""
+    from benchmarks import run
+
+    port = run.free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    command = run.serve_command(options.model, port, options.threads, options.batch_size)
+    log_path = scratch / "load-server.log"
+    result: dict[str, Any] = {"status": "ok", "command": " ".join(command)}
+    with log_path.open("w", encoding="utf-8") as log:
+        process = subprocess.Popen(
+            command, cwd=run.REPO_ROOT, env=run._child_env(), stdout=log, stderr=subprocess.STDOUT
+        )
+        try:
+            on_event(event="progress", phase="start server", done=0, total=1)
+            run.wait_ready(base_url, process, run.READY_TIMEOUT_S)
+            url = f"{base_url}/v1/analyze"
+            asyncio.run(run.drive(url, texts, 4, 16, options.time_cap))  # warm-up
+            result["rss_start_mb"] = vmrss_mb(process.pid)
+
+            def done(count: int) -> None:
+                on_event(
+                    event="progress",
+                    phase=f"load c={options.load_concurrency}",
+                    done=count,
+                    total=options.load_requests,
+                )
+
+            figures = asyncio.run(
+                run.drive(
+                    url,
+                    texts,
+                    options.load_concurrency,
+                    options.load_requests,
+                    options.time_cap,
+                    done,
+                )
+            )
+            result["rss_end_mb"] = vmrss_mb(process.pid)
+            result["peak_rss_mb"] = run.vmhwm_mb(process.pid)
+            statuses = {"200": figures["ok"], **figures["error_kinds"]}
+            result.update(figures)
+            result["statuses"] = statuses
+            result["server_errors"] = sum(n for s, n in statuses.items() if s.startswith("5"))
+            result["connection_errors"] = sum(n for s, n in statuses.items() if not s.isdigit())
+        except Exception as exc:
+            result = {"status": "error", "note": f"{exc} | server log: {run._tail(log_path)}"}
+        finally:
+            run.stop_process(process)
+    return result
+
+
+def run_load(options: argparse.Namespace) -> dict[str, Any]:
+    """Measure the load mode and return every raw figure."""
+    from benchmarks import run
+    from serving.predictor import Predictor
+
+    started = time.perf_counter()
+    results: dict[str, Any] = {
+        "mode": "load",
+        "date": dt.date.today().isoformat(),
+        "started_at": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "machine": run.machine_info(options.machine),
+        "settings": {
+            "quick": options.quick,
+            "model_dir": str(options.model),
+            "threads": options.threads,
+            "batch_size": options.batch_size,
+            "articles": options.articles,
+            "sentences": options.sentences,
+            "load_requests": options.load_requests,
+            "load_concurrency": options.load_concurrency,
+            "time_cap": options.time_cap,
+            "seed": options.seed,
+            "rounds": options.rounds,
+        },
+    }
+    progress = run._progress(options.quiet)
+    with progress, tempfile.TemporaryDirectory(prefix="khabar-load-") as tmp:
+        phase = progress.add_task("load", total=1)
+
+        def on_event(**event: Any) -> None:
+            if event.get("event") == "progress":
+                progress.update(
+                    phase,
+                    description=f"  {event.get('phase', '')}",
+                    completed=event.get("done", 0),
+                    total=max(1, event.get("total", 1)),
+                )
+
+        config = run.config_of(options.model, options.config)
+        data = run.held_out(config, None if options.no_cache else options.cache_dir)
+        workload = run.sample_workload(data, options.articles, options.sentences, options.seed)
+        articles = [a["text"] for a in workload["articles"]]
+        sentences = [" ".join(s["tokens"]) for s in workload["sentences"]]
+        results["workload"] = {"articles": len(articles), "sentences": len(sentences)}
+
+        predictor = Predictor.load(options.model, threads=options.threads)
+        predictor.analyze(articles[:2], batch_size=options.batch_size)  # warm-up
+        results["independence"] = independence_cost(
+            predictor,
+            {"articles": articles, "sentences": sentences},
+            options.batch_size,
+            options.rounds,
+            lambda text: on_event(event="progress", phase=f"in process, {text}", done=0, total=1),
+        )
+        del predictor
+        texts = load_texts(workload)
+        results["loopback"] = loopback_run(options, texts, Path(tmp), on_event)
+    results["versions"] = run.versions()
+    results["seconds"] = time.perf_counter() - started
+    return results
+
+
+def _fmt(value: float | None, digits: int = 1) -> str:
+    return "—" if value is None else f"{value:,.{digits}f}"
+
+
+def render_markdown(results: Mapping[str, Any]) -> str:
+    """The load report: settings, independence cost, loopback run."""
+    settings = results["settings"]
+    machine = results["machine"]
+    lines = [
+        f"# khabar load benchmark — {results['date']} — {machine['name']}",
+        "",
+        f"{machine['cpu_model']}, {machine['cpus_usable']} usable CPUs; "
+        f"{settings['threads']} intra-op threads, batch size {settings['batch_size']}; "
+        f"{results['workload']['articles']} ANT test articles and "
+        f"{results['workload']['sentences']} ANERcorp test sentences.",
+        "",
+        "## Answers independent of batch mates: what they cost",
+        "",
+        "In process, chunks of 64 documents. *One document per batch* is what khabar does; "
+        "*mixed* is the earlier length-sorted batching across documents, whose answers "
+        "depend on the other documents of the batch.",
+        "",
+        "| documents | one document per batch, docs/s | mixed batches, docs/s | cost | "
+        "answers that differ (entity lists) |",
+        "|---|--:|--:|--:|--:|",
+    ]
+    for kind, figures in results.get("independence", {}).items():
+        lines.append(
+            f"| {kind} ({figures['documents']}) "
+            f"| {_fmt(figures['docs_per_s_one_document_per_batch'], 2)} "
+            f"| {_fmt(figures['docs_per_s_mixed_batches'], 2)} "
+            f"| {100 * figures['cost']:.1f}% "
+            f"| {figures['answers_that_differ']} ({figures['entity_lists_that_differ']}) |"
+        )
+    loop = results.get("loopback", {})
+    lines += ["", "## Loopback run of `khabar serve`", ""]
+    if loop.get("status") != "ok":
+        lines.append(f"Failed: {loop.get('note', 'unknown error')}")
+    else:
+        statuses = ", ".join(f"{k}: {v}" for k, v in sorted(loop["statuses"].items()))
+        capped = " (stopped by the time cap)" if loop.get("capped") else ""
+        lines += [
+            f"{loop['sent']} requests{capped} at concurrency {loop['concurrency']}, one "
+            "document each (three sentences to one article).",
+            "",
+            "| figure | value |",
+            "|---|--:|",
+            f"| statuses | {statuses} |",
+            f"| 5xx | {loop['server_errors']} |",
+            f"| connection errors | {loop['connection_errors']} |",
+            f"| documents/s | {_fmt(loop['docs_per_s'], 2)} |",
+            f"| latency p50 / p95 / p99 ms | {_fmt(loop['p50_ms'], 0)} / "
+            f"{_fmt(loop['p95_ms'], 0)} / {_fmt(loop['p99_ms'], 0)} |",
+            f"| server RSS after warm-up / at the end / peak MB | {_fmt(loop['rss_start_mb'])} / "
+            f"{_fmt(loop['rss_end_mb'])} / {_fmt(loop['peak_rss_mb'])} |",
+        ]
+    lines += ["", f"Run took {results['seconds'] / 60:.1f} minutes."]
+    return "\n".join(lines) + "\n"
+
+
+def write_results(results: Mapping[str, Any], out_dir: Path) -> tuple[Path, Path]:
+    """Write ``<date>-<machine>-load.md`` and ``.json``; return both paths."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = f"{results['date']}-{results['machine']['name']}-load"
+    markdown = out_dir / f"{stem}.md"
+    raw = out_dir / f"{stem}.json"
+    markdown.write_text(render_markdown(results), encoding="utf-8")
+    raw.write_text(json.dumps(results, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    return markdown, raw
