@@ -329,3 +329,124 @@ def test_quick_run_on_the_tiny_model(
     assert {t["status"] for t in results["targets"]} <= {"PASS", "MISS", "N/A"}
     assert 0 <= results["workload"]["articles"]["padding_ratio"] < 1
     assert elapsed < 60, f"the quick tiny run took {elapsed:.0f} s"
+
+
+class TestLoadMode:
+    def test_requests_cycle_three_sentences_to_one_article(self) -> None:
+        from benchmarks import load
+
+        workload = {
+            "articles": [{"text": f"article {i}"} for i in range(2)],
+            "sentences": [{"tokens": ["s", str(i)]} for i in range(7)],
+        }
+        assert load.load_texts(workload) == [
+            "s 0",
+            "s 1",
+            "s 2",
+            "article 0",
+            "s 3",
+            "s 4",
+            "s 5",
+            "article 1",
+            "s 6",
+        ]
+
+    def test_report_shows_the_cost_statuses_percentiles_and_rss(self) -> None:
+        from benchmarks import load
+
+        results = {
+            "date": "2025-01-02",
+            "machine": {"name": "box", "cpu_model": "Test CPU", "cpus_usable": 2},
+            "settings": {"threads": 2, "batch_size": 16},
+            "workload": {"articles": 40, "sentences": 100},
+            "independence": {
+                "sentences": {
+                    "documents": 100,
+                    "docs_per_s_one_document_per_batch": 40.0,
+                    "docs_per_s_mixed_batches": 50.0,
+                    "cost": 0.2,
+                    "answers_that_differ": 30,
+                    "entity_lists_that_differ": 3,
+                }
+            },
+            "loopback": {
+                "status": "ok",
+                "sent": 10,
+                "concurrency": 4,
+                "statuses": {"200": 9, "429": 1},
+                "server_errors": 0,
+                "connection_errors": 0,
+                "docs_per_s": 3.0,
+                "p50_ms": 10.0,
+                "p95_ms": 20.0,
+                "p99_ms": 30.0,
+                "rss_start_mb": 300.0,
+                "rss_end_mb": 305.0,
+                "peak_rss_mb": 320.0,
+            },
+            "seconds": 60.0,
+        }
+        text = load.render_markdown(results)
+        assert "| sentences (100) | 40.00 | 50.00 | 20.0% | 30 (3) |" in text
+        assert "| statuses | 200: 9, 429: 1 |" in text
+        assert "| latency p50 / p95 / p99 ms | 10 / 20 / 30 |" in text
+        assert "300.0 / 305.0 / 320.0" in text
+
+    def test_mixed_batches_differ_from_one_document_per_batch_only_in_grouping(
+        self, tiny_model_dir: Path
+    ) -> None:
+        from benchmarks import load
+        from serving.predictor import Predictor
+
+        predictor = Predictor.load(tiny_model_dir, threads=1)
+        texts = ["زار الرئيس ماكرون بيروت ."] + ["وصل الوفد إلى القاهرة صباح اليوم ."] * 3
+        # A batch of one window is the same whichever way the windows are grouped.
+        alone = [load.analyze_mixed(predictor, [text], 1)[0] for text in texts]
+        assert alone == predictor.analyze(texts, batch_size=1)
+        figures = load.independence_cost(predictor, {"sentences": texts}, 4, rounds=1)
+        assert figures["sentences"]["documents"] == 4
+        assert figures["sentences"]["docs_per_s_mixed_batches"] > 0
+
+
+def test_quick_load_run_on_the_tiny_model(
+    tiny_model_dir: Path, tiny_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = bench.main(
+        [
+            "--load",
+            "--quick",
+            "--model",
+            str(tiny_model_dir),
+            "--out",
+            str(tmp_path / "results"),
+            "--machine",
+            "tiny",
+            "--threads",
+            "1",
+            "--articles",
+            "4",
+            "--sentences",
+            "8",
+            "--load-requests",
+            "40",
+            "--load-concurrency",
+            "8",
+            "--time-cap",
+            "30",
+            "--no-cache",
+            "--quiet",
+        ]
+    )
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    raw = next((tmp_path / "results").glob("*-tiny-load.json"))
+    results = json.loads(raw.read_text(encoding="utf-8"))
+    loop = results["loopback"]
+    assert loop["status"] == "ok", loop
+    assert loop["sent"] == 40
+    assert loop["server_errors"] == 0
+    assert loop["statuses"].get("200") == 40
+    assert loop["rss_start_mb"] > 0 and loop["rss_end_mb"] > 0
+    assert loop["p99_ms"] >= loop["p50_ms"] > 0
+    assert set(results["independence"]) == {"articles", "sentences"}
+    assert "## Loopback run" in printed
