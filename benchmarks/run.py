@@ -623,7 +623,12 @@ def render_markdown(results: Mapping[str, Any]) -> str:
         server = http.get("server_settings") or {}
         batching = ", ".join(
             f"{key} {server[key]}"
-            for key in ("max_batch_documents", "max_wait_ms", "max_queued_requests")
+            for key in (
+                "max_queued_requests",
+                "max_tokens_per_document",
+                "max_tokens_per_request",
+                "request_timeout_s",
+            )
             if key in server
         )
         lines += [

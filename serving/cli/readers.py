@@ -27,6 +27,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import re
 import stat
 import sys
 from collections.abc import Iterable, Iterator, Sequence
@@ -56,6 +57,7 @@ _RECORD_OVERHEAD_BYTES = 1024 * 1024
 # UTF-8 spends at most 4 bytes on one character.
 _UTF8_BYTES_PER_CHAR = 4
 _READ_CHUNK = 64 * 1024
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -320,6 +322,15 @@ def _make_item(data: dict[str, object], default_id: str, fields: FieldNames, whe
         )
     if not text.strip():
         return RecordError(0, doc_id, f"{where}: {fields.text!r} is empty")
+    surrogate = _LONE_SURROGATE.search(text)
+    if surrogate is not None:
+        # JSON can spell half of a UTF-16 pair ("\ud800"); it is not a character.
+        return RecordError(
+            0,
+            doc_id,
+            f"{where}: {fields.text!r} has a lone surrogate (U+{ord(surrogate.group()):04X}) at "
+            f"character {surrogate.start()}, which is not valid Unicode",
+        )
     return Record(0, doc_id, text)
 
 

@@ -110,6 +110,14 @@ class TestJsonl:
         path = write_jsonl(tmp_path / "ok.jsonl", [{"text": text}])
         assert read_all([str(path)], max_chars=50_000) == [Record(0, f"{path}:1", text)]
 
+    def test_a_lone_surrogate_is_a_record_error(self, tmp_path: Path) -> None:
+        path = tmp_path / "s.jsonl"
+        path.write_text('{"text": "ab\\ud800c"}\n{"text": "\\ud83d\\ude00 ok"}\n', encoding="utf-8")
+        first, second = read_all([str(path)])
+        assert isinstance(first, RecordError)
+        assert "lone surrogate (U+D800) at character 2" in first.error
+        assert second == Record(1, f"{path}:2", "😀 ok")
+
     def test_a_line_that_is_not_utf8_is_a_record_error(self, tmp_path: Path) -> None:
         path = tmp_path / "mixed.jsonl"
         path.write_bytes(
