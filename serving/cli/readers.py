@@ -362,8 +362,8 @@ def read_table(
     """
     name = str(path)
     fmt = "csv" if delimiter == "," else "tsv"
-    if csv.field_size_limit() < max_cell_bytes:
-        csv.field_size_limit(max_cell_bytes)
+    # The limit is process-wide in the csv module; each table is read under its own.
+    csv.field_size_limit(max_cell_bytes)
     try:
         with _open_text(path) as stream:
             reader = csv.reader(stream, dialect=_dialect(fmt))
@@ -384,6 +384,12 @@ def read_table(
             f"{name} is not valid UTF-8 (byte {exc.start}); save it as UTF-8 and retry"
         ) from exc
     except csv.Error as exc:
+        if "field limit" in str(exc):
+            # A cell cannot be skipped safely (a quoted one spans lines), so the file stops.
+            raise InputError(
+                f"{name} has a cell longer than {max_cell_bytes} bytes, more than a document "
+                "within the per-document character limit can need: split that document"
+            ) from exc
         raise InputError(f"{name} is not a readable {fmt.upper()} file: {exc}") from exc
 
 

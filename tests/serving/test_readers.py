@@ -204,6 +204,12 @@ class TestTables:
         path.write_text(f'text\n"{text}"\n', encoding="utf-8")
         assert read_all([str(path)])[0] == Record(0, f"{path}:2", text)
 
+    def test_a_cell_too_long_for_the_limit_stops_with_a_clear_error(self, tmp_path: Path) -> None:
+        path = tmp_path / "huge.csv"
+        path.write_text("text\n" + "ب" * 2_000_000 + "\n", encoding="utf-8")
+        with pytest.raises(InputError, match="has a cell longer than"):
+            read_all([str(path)], max_chars=1000)
+
 
 class TestTextFiles:
     def test_txt_file_is_one_document_named_after_the_file(self, tmp_path: Path) -> None:
