@@ -27,6 +27,7 @@ import json
 import re
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -35,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import argparse
 
-    from serving.predictor import DocumentResult, Predictor
+    from serving.predictor import Predictor
 
 LOAD_REQUESTS = 10_000
 LOAD_CONCURRENCY = 32
@@ -45,6 +46,7 @@ ROUNDS = 3
 QUICK_ROUNDS = 1
 SENTENCES_PER_ARTICLE = 3
 CHUNK_SIZE = 64  # documents per call, as `khabar predict` reads them
+RSS_SAMPLE_SECONDS = 15.0
 
 
 def analyze_mixed(predictor: Predictor, texts: Sequence[str], batch_size: int) -> list[Any]:
@@ -69,16 +71,6 @@ def analyze_mixed(predictor: Predictor, texts: Sequence[str], batch_size: int) -
     ]
 
 
-def _in_chunks(
-    analyze: Callable[[Sequence[str]], list[DocumentResult]], texts: Sequence[str]
-) -> tuple[list[DocumentResult], float]:
-    started = time.perf_counter()
-    results: list[DocumentResult] = []
-    for start in range(0, len(texts), CHUNK_SIZE):
-        results += analyze(texts[start : start + CHUNK_SIZE])
-    return results, time.perf_counter() - started
-
-
 def independence_cost(
     predictor: Predictor,
     texts_by_kind: Mapping[str, Sequence[str]],
@@ -86,42 +78,54 @@ def independence_cost(
     rounds: int,
     on_progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Docs/s of per-document batches and of mixed batches, and answers that differ."""
+    """Docs/s of per-document batches and of mixed batches, and answers that differ.
+
+    The two run chunk by chunk, back to back, in alternating order, so that a change in
+    what else the machine is doing falls on both alike; wall time and this process's CPU
+    time are both kept.
+    """
     figures: dict[str, Any] = {}
+    approaches: dict[str, Callable[[Sequence[str]], list[Any]]] = {
+        "one_document_per_batch": lambda chunk: predictor.analyze(chunk, batch_size=batch_size),
+        "mixed_batches": lambda chunk: analyze_mixed(predictor, chunk, batch_size),
+    }
     for kind, texts in texts_by_kind.items():
         if not texts:
             continue
-        own: list[float] = []
-        mixed: list[float] = []
-        own_results: list[Any] = []
-        mixed_results: list[Any] = []
+        wall = dict.fromkeys(approaches, 0.0)
+        cpu = dict.fromkeys(approaches, 0.0)
+        answers: dict[str, list[Any]] = {name: [] for name in approaches}
+        chunks = [texts[i : i + CHUNK_SIZE] for i in range(0, len(texts), CHUNK_SIZE)]
         for round_ in range(rounds):
             if on_progress is not None:
                 on_progress(f"{kind}: round {round_ + 1} of {rounds}")
-            own_results, seconds = _in_chunks(
-                lambda chunk: predictor.analyze(chunk, batch_size=batch_size), texts
-            )
-            own.append(len(texts) / seconds)
-            mixed_results, seconds = _in_chunks(
-                lambda chunk: analyze_mixed(predictor, chunk, batch_size), texts
-            )
-            mixed.append(len(texts) / seconds)
-        changed = sum(
-            a.to_dict() != b.to_dict() for a, b in zip(own_results, mixed_results, strict=True)
-        )
-        changed_entities = sum(
-            a.to_dict()["entities"] != b.to_dict()["entities"]
-            for a, b in zip(own_results, mixed_results, strict=True)
-        )
-        best_own, best_mixed = max(own), max(mixed)
+            answers = {name: [] for name in approaches}
+            for index, chunk in enumerate(chunks):
+                order = list(approaches) if (index + round_) % 2 == 0 else list(approaches)[::-1]
+                for name in order:
+                    wall_start, cpu_start = time.perf_counter(), time.process_time()
+                    answers[name] += approaches[name](chunk)
+                    wall[name] += time.perf_counter() - wall_start
+                    cpu[name] += time.process_time() - cpu_start
+        own, mixed = answers["one_document_per_batch"], answers["mixed_batches"]
+        documents = len(texts) * rounds
+        docs_per_s = {name: documents / wall[name] for name in approaches}
+        cpu_ms = {name: 1000 * cpu[name] / documents for name in approaches}
         figures[kind] = {
             "documents": len(texts),
-            "docs_per_s_one_document_per_batch": best_own,
-            "docs_per_s_mixed_batches": best_mixed,
-            "cost": 1 - best_own / best_mixed,
-            "rounds": {"one_document_per_batch": own, "mixed_batches": mixed},
-            "answers_that_differ": changed,
-            "entity_lists_that_differ": changed_entities,
+            "rounds": rounds,
+            "docs_per_s_one_document_per_batch": docs_per_s["one_document_per_batch"],
+            "docs_per_s_mixed_batches": docs_per_s["mixed_batches"],
+            "cost": 1 - docs_per_s["one_document_per_batch"] / docs_per_s["mixed_batches"],
+            "cpu_ms_per_document": cpu_ms,
+            "cpu_cost": cpu_ms["one_document_per_batch"] / cpu_ms["mixed_batches"] - 1,
+            "answers_that_differ": sum(
+                a.to_dict() != b.to_dict() for a, b in zip(own, mixed, strict=True)
+            ),
+            "entity_lists_that_differ": sum(
+                a.to_dict()["entities"] != b.to_dict()["entities"]
+                for a, b in zip(own, mixed, strict=True)
+            ),
         }
     return figures
 
@@ -184,17 +188,32 @@ def loopback_run(
                     total=options.load_requests,
                 )
 
-            figures = asyncio.run(
-                run.drive(
-                    url,
-                    texts,
-                    options.load_concurrency,
-                    options.load_requests,
-                    options.time_cap,
-                    done,
+            samples: list[tuple[float, float | None]] = []
+            stop = threading.Event()
+            began = time.perf_counter()
+
+            def sample_rss() -> None:
+                while not stop.wait(RSS_SAMPLE_SECONDS):
+                    samples.append((time.perf_counter() - began, vmrss_mb(process.pid)))
+
+            sampler = threading.Thread(target=sample_rss, daemon=True)
+            sampler.start()
+            try:
+                figures = asyncio.run(
+                    run.drive(
+                        url,
+                        texts,
+                        options.load_concurrency,
+                        options.load_requests,
+                        options.time_cap,
+                        done,
+                    )
                 )
-            )
+            finally:
+                stop.set()
+                sampler.join()
             result["rss_end_mb"] = vmrss_mb(process.pid)
+            result["rss_samples_mb"] = [(round(t, 1), mb) for t, mb in samples]
             result["peak_rss_mb"] = run.vmhwm_mb(process.pid)
             statuses = {"200": figures["ok"], **figures["error_kinds"]}
             result.update(figures)
@@ -293,15 +312,19 @@ def render_markdown(results: Mapping[str, Any]) -> str:
         "depend on the other documents of the batch.",
         "",
         "| documents | one document per batch, docs/s | mixed batches, docs/s | cost | "
-        "answers that differ (entity lists) |",
-        "|---|--:|--:|--:|--:|",
+        "CPU ms/doc, one / mixed | CPU cost | answers that differ (entity lists) |",
+        "|---|--:|--:|--:|--:|--:|--:|",
     ]
     for kind, figures in results.get("independence", {}).items():
+        cpu = figures.get("cpu_ms_per_document", {})
+        cpu_cost = figures.get("cpu_cost")
         lines.append(
             f"| {kind} ({figures['documents']}) "
             f"| {_fmt(figures['docs_per_s_one_document_per_batch'], 2)} "
             f"| {_fmt(figures['docs_per_s_mixed_batches'], 2)} "
             f"| {100 * figures['cost']:.1f}% "
+            f"| {_fmt(cpu.get('one_document_per_batch'))} / {_fmt(cpu.get('mixed_batches'))} "
+            f"| {'—' if cpu_cost is None else f'{100 * cpu_cost:.1f}%'} "
             f"| {figures['answers_that_differ']} ({figures['entity_lists_that_differ']}) |"
         )
     loop = results.get("loopback", {})
@@ -326,6 +349,15 @@ def render_markdown(results: Mapping[str, Any]) -> str:
             f"| server RSS after warm-up / at the end / peak MB | {_fmt(loop['rss_start_mb'])} / "
             f"{_fmt(loop['rss_end_mb'])} / {_fmt(loop['peak_rss_mb'])} |",
         ]
+        samples = [mb for _, mb in loop.get("rss_samples_mb", []) if mb is not None]
+        if samples:
+            quarters = [samples[min(len(samples) - 1, len(samples) * q // 4)] for q in range(4)]
+            lines += [
+                "",
+                "Server RSS through the run (MB, at 0/4, 1/4, 2/4, 3/4 of it, then the end): "
+                + ", ".join(_fmt(mb) for mb in quarters)
+                + f", {_fmt(loop['rss_end_mb'])}.",
+            ]
     lines += ["", f"Run took {results['seconds'] / 60:.1f} minutes."]
     return "\n".join(lines) + "\n"
 

@@ -365,6 +365,11 @@ class TestLoadMode:
                     "docs_per_s_one_document_per_batch": 40.0,
                     "docs_per_s_mixed_batches": 50.0,
                     "cost": 0.2,
+                    "cpu_ms_per_document": {
+                        "one_document_per_batch": 25.0,
+                        "mixed_batches": 20.0,
+                    },
+                    "cpu_cost": 0.25,
                     "answers_that_differ": 30,
                     "entity_lists_that_differ": 3,
                 }
@@ -383,14 +388,16 @@ class TestLoadMode:
                 "rss_start_mb": 300.0,
                 "rss_end_mb": 305.0,
                 "peak_rss_mb": 320.0,
+                "rss_samples_mb": [[15.0, 300.0], [30.0, 301.0], [45.0, 302.0], [60.0, 303.0]],
             },
             "seconds": 60.0,
         }
         text = load.render_markdown(results)
-        assert "| sentences (100) | 40.00 | 50.00 | 20.0% | 30 (3) |" in text
+        assert "| sentences (100) | 40.00 | 50.00 | 20.0% | 25.0 / 20.0 | 25.0% | 30 (3) |" in text
         assert "| statuses | 200: 9, 429: 1 |" in text
         assert "| latency p50 / p95 / p99 ms | 10 / 20 / 30 |" in text
         assert "300.0 / 305.0 / 320.0" in text
+        assert "300.0, 301.0, 302.0, 303.0, 305.0." in text
 
     def test_mixed_batches_differ_from_one_document_per_batch_only_in_grouping(
         self, tiny_model_dir: Path
