@@ -177,6 +177,20 @@ class FakePredictor:
         return [fake_result(text, doc_id) for text, doc_id in zip(texts, ids, strict=True)]
 
 
+@pytest.fixture(autouse=True)
+def _loopback_without_proxies(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests talk to servers on 127.0.0.1; a proxy from the environment must not intercept."""
+    for name in (
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "ALL_PROXY",
+        "http_proxy",
+        "https_proxy",
+        "all_proxy",
+    ):
+        monkeypatch.delenv(name, raising=False)
+
+
 @pytest.fixture
 def fake_predictor_cls() -> type[FakePredictor]:
     """The class, for tests that need a fake with particular failures."""

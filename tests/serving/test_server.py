@@ -160,18 +160,29 @@ class TestSlowClients:
     def test_beyond_the_connection_limit_requests_get_503_json(self, fake_predictor) -> None:
         with running_server(fake_predictor, max_connections=2, header_timeout_s=5) as (_, port):
             held = [connect(port) for _ in range(2)]
-            time.sleep(0.2)
-            extra = connect(port)
-            extra.sendall(b"GET /v1/health HTTP/1.1\r\nhost: khabar\r\n\r\n")
-            status, headers, body = read_response(extra)
+            answer: tuple[int, dict[str, str], dict[str, object]] | None = None
+            for _ in range(100):  # until the server has registered the held connections
+                extra = connect(port)
+                extra.sendall(b"GET /v1/health HTTP/1.1\r\nhost: khabar\r\n\r\n")
+                answer = read_response(extra)
+                extra.close()
+                if answer[0] != 200:
+                    break
+                time.sleep(0.05)
+            assert answer is not None
+            status, headers, body = answer
             assert status == 503
             assert headers["retry-after"] == "1"
+            assert headers["connection"] == "close"
             assert body["error_type"] == "too_many_connections"
             assert "limit of 2 connections" in str(body["error"])
             for sock in held:
                 sock.close()
-            time.sleep(0.2)
             with httpx.Client() as client:
+                for _ in range(100):
+                    if client.get(f"http://127.0.0.1:{port}/v1/health").status_code == 200:
+                        break
+                    time.sleep(0.05)
                 assert client.get(f"http://127.0.0.1:{port}/v1/health").status_code == 200
 
 
