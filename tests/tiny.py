@@ -299,6 +299,7 @@ def write_config(root: Path, encoder: Path, corpora: dict[str, Path], **extra: o
             "train": str(corpora["ner_train"]),
             "test": str(corpora["ner_test"]),
             "dev_fraction": 0.2,
+            "packing": {"copies": 1, "min_tokens": 8},
         },
         "topics": {
             "labels": list(TOPIC_LABELS),

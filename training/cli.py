@@ -17,8 +17,10 @@ from serving.predictor import Predictor
 from training.card import write_card
 from training.config import UNCAPPED_TOPICS, KhabarConfig, load_config, validate_config
 from training.data.corpora import Corpora, load_corpora
+from training.data.entity_spans import read_span_documents
 from training.evaluate import (
     entity_document_report,
+    span_report,
     topic_probabilities,
     topic_report,
     tune_thresholds,
@@ -55,6 +57,14 @@ def evaluate_model(
     if predictor.metadata.entity_types and sentences:
         sizes = config.entities.document_sentences if config.entities else [1]
         report["entity"] = entity_document_report(predictor, sentences, sizes)
+    entities = config.entities
+    if predictor.metadata.entity_types and entities and entities.fignews_annotations:
+        annotations = entities.fignews_annotations / f"{split}.jsonl"
+        if annotations.is_file() and entities.fignews_texts is not None:
+            documents = read_span_documents(
+                annotations, entities.fignews_texts, list(entities.types)
+            )
+            report["fignews_entity"] = span_report(predictor, documents)
     examples = getattr(corpora, f"topic_{split}")
     if predictor.metadata.topic_labels and examples and config.topics is not None:
         probabilities = topic_probabilities(predictor, examples)
@@ -83,6 +93,7 @@ def run_export(
     corpora = load_corpora(config, with_test=False)
     corpus = corpus_words(corpora.texts(), draft) if config.export.trim_vocab else None
     metadata, _ = export_run(run_dir, output, config.export, corpus)
+    metadata = _record_tokens_per_word(output, metadata, config)
     if config.topics is not None and config.topics.lexical_head and corpora.topic_dev:
         metadata = add_lexical_head(output, metadata, config, corpora, threads)
 
@@ -95,6 +106,46 @@ def run_export(
         metadata = metadata.model_copy(update={"onnx_files": files})
     metadata.save(output)
     write_card(output, metadata, _card_notes(config))
+    return metadata
+
+
+def _record_tokens_per_word(
+    output: Path, metadata: ModelMetadata, config: KhabarConfig
+) -> ModelMetadata:
+    """Tokens per word on FIGNEWS 2024 (post-2020 text) with the model's and the base tokenizer."""
+    from tokenizers import Tokenizer
+
+    from training.data.topics import read_jsonl
+    from training.encoders import resolve_encoder
+    from training.export import corpus_words
+    from training.vocab import is_arabic_script, tokens_per_word
+
+    texts_path = config.entities.fignews_texts if config.entities else None
+    texts_path = texts_path or (config.topics.fignews if config.topics else None)
+    base = Path(resolve_encoder(config.encoder.name)) / "tokenizer.json"
+    if texts_path is None or not texts_path.is_file() or not base.is_file():
+        return metadata
+    words = corpus_words([str(r["text"]) for _, r in read_jsonl(texts_path, ("text",))], metadata)
+    model = Tokenizer.from_file(str(output / "tokenizer.json"))
+    original = Tokenizer.from_file(str(base))
+    arabic = [[w for w in doc if is_arabic_script(w)] for doc in words]
+    model_ratio, n_words = tokens_per_word(model, words)
+    base_ratio, _ = tokens_per_word(original, words)
+    model_arabic, n_arabic = tokens_per_word(model, arabic)
+    base_arabic, _ = tokens_per_word(original, arabic)
+    ratio = {
+        "model": round(model_ratio, 4),
+        "base": round(base_ratio, 4),
+        "words": n_words,
+        "arabic_model": round(model_arabic, 4),
+        "arabic_base": round(base_arabic, 4),
+        "arabic_words": n_arabic,
+    }
+    logger.info("tokens per word on FIGNEWS: %s", ratio)
+    metadata = metadata.model_copy(
+        update={"metrics": {**metadata.metrics, "tokens_per_word": ratio}}
+    )
+    metadata.save(output)
     return metadata
 
 

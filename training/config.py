@@ -60,6 +60,12 @@ class EntityConfig(_Frozen):
     dev_fraction: float = Field(0.1, gt=0, lt=1)
     max_train_sentences: int | None = None
     packing: EntityPacking | None = None
+    fignews_annotations: Path | None = Field(
+        None,
+        description="Directory with the project's FIGNEWS entity set (dev.jsonl, test.jsonl: "
+        "stand-off spans); the texts are read from fignews_texts.",
+    )
+    fignews_texts: Path | None = None
     document_sentences: list[int] = Field(
         default_factory=lambda: [1, 5, 20],
         description="Evaluation packs consecutive sentences into documents of these sizes; "
@@ -236,7 +242,7 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> None:
 
     entities = data.get("entities")
     if isinstance(entities, dict):
-        for key in ("train", "test"):
+        for key in ("train", "test", "fignews_annotations", "fignews_texts"):
             if key in entities:
                 entities[key] = fix(entities[key])
     topics = data.get("topics")

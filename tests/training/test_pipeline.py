@@ -74,6 +74,10 @@ def test_evaluate_reports_entity_and_topic_scores(tiny_model_dir):
     entity, topic = report["entity"], report["topic"]
     assert 0 <= entity["micro_f1"] <= 100
     assert {"PER", "LOC", "ORG"} <= set(entity["per_type"])
+    # The headline is the document-level figure; every packing size is reported.
+    assert entity["sentences_per_document"] == 20
+    assert set(entity["by_document"]) == {"1", "5", "20"}
+    assert entity["micro_f1"] == entity["by_document"]["20"]["micro_f1"]
     assert 0 <= topic["section_accuracy"] <= 100
     assert set(topic["per_label"]) == set(ModelMetadata.load(tiny_model_dir).topic_labels)
     stored = ModelMetadata.load(tiny_model_dir).metrics["test"]["int8"]
