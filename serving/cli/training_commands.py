@@ -102,13 +102,28 @@ def register(app: typer.Typer) -> None:
     def refit_cli(
         run_dir: Annotated[Path, typer.Argument(help="A directory written by khabar train.")],
         epochs: Annotated[int, typer.Option(help="Passes over the features.")] = 40,
+        layers: Annotated[
+            str,
+            typer.Option(
+                help="Encoder layers to try for the topic head, comma-separated "
+                "('last' or an index); the best on dev is kept."
+            ),
+        ] = "last",
         quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
     ) -> None:
         _require_training_extra()
         _setup_logging(quiet)
         from training.refit import refit_topic_head
 
-        report = refit_topic_head(run_dir, epochs=epochs, show_progress=not quiet)
+        try:
+            candidates = [
+                None if item.strip() == "last" else int(item) for item in layers.split(",")
+            ]
+        except ValueError:
+            raise typer.BadParameter(f"not a list of layers: {layers!r}") from None
+        report = refit_topic_head(
+            run_dir, epochs=epochs, layers=candidates, show_progress=not quiet
+        )
         _print_report({k: v for k, v in report.items() if k != "history"})
 
     @app.command("ship", help=SHIP_HELP)

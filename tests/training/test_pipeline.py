@@ -147,3 +147,55 @@ def test_topic_head_refit_reports_dev_scores_and_keeps_the_better_head(tiny_run,
     assert report["replaced"] == (report["chosen_pass"] > 0)
     stored = json.loads((run / "run.json").read_text(encoding="utf-8"))
     assert stored["topic_refit"]["chosen_pass"] == report["chosen_pass"]
+
+
+def test_refit_tries_each_layer_and_records_the_chosen_one(tiny_run, tmp_path):
+    import shutil
+
+    from training.model import KhabarModel
+    from training.refit import refit_topic_head
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    report = refit_topic_head(run, epochs=3, layers=[None, 1], show_progress=False)
+    assert report["candidate_layers"] == [None, 1]
+    assert {h["layer"] for h in report["history"]} == {None, 1}
+    saved = KhabarModel.load(run / "checkpoint")
+    expected = report["chosen_layer"] if report["replaced"] else None
+    assert saved.topic_layer == expected
+    with pytest.raises(Exception, match="topic layer 7"):
+        refit_topic_head(run, epochs=1, layers=[7], show_progress=False)
+
+
+def test_a_middle_topic_layer_exports_with_parity(tiny_run, tmp_path):
+    import shutil
+
+    from training.model import KhabarModel
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    model = KhabarModel.load(run / "checkpoint")
+    model.topic_layer = 1
+    model.save(run / "checkpoint")
+    output = tmp_path / "model"
+    export_run(run, output, ExportConfig(trim_vocab=False, quantize=False))
+    onnx = Predictor.load(output, threads=1, variant="fp32")
+    _, reloaded = load_run(run)
+    assert reloaded.topic_layer == 1
+    torch_predictor = Predictor(onnx.metadata, onnx.tokenizer, TorchSession(reloaded, threads=1))
+    last = KhabarModel.load(tiny_run / "checkpoint")
+    last_predictor = Predictor(onnx.metadata, onnx.tokenizer, TorchSession(last, threads=1))
+    for a, b, c in zip(
+        onnx.analyze(TEXTS),
+        torch_predictor.analyze(TEXTS),
+        last_predictor.analyze(TEXTS),
+        strict=True,
+    ):
+        np.testing.assert_allclose(
+            list(a.topic_scores.values()), list(b.topic_scores.values()), atol=1e-4
+        )
+        assert [(e.start, e.end) for e in a.entities] == [(e.start, e.end) for e in c.entities]
+    assert any(
+        not np.allclose(list(a.topic_scores.values()), list(c.topic_scores.values()), atol=1e-4)
+        for a, c in zip(onnx.analyze(TEXTS), last_predictor.analyze(TEXTS), strict=True)
+    )
