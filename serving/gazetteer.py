@@ -5,7 +5,9 @@ Two files, one ``LABEL<TAB>name`` per line (``#`` starts a comment):
 - ``gazetteer_cldr.tsv``: Arabic names of countries, regions and cities from the
   Unicode CLDR (Unicode License v3), written by ``python -m tools.build_gazetteer``;
 - ``gazetteer_extra.tsv``: written by hand for this project: capitals and cities of
-  the news that CLDR lacks, organisations, and leaders in the news.
+  the news that CLDR lacks, organisations, and leaders in the news; and, labelled
+  ``HEAD``, the nouns that begin the names of organisations, events and places
+  (``حركة``, ``بطولة``, ``مجلس``): a name of several words that starts with one is known.
 
 Only clean-name decisions read it (:mod:`serving.names`): a clitic comes off a mention
 when what is left is a known name, and a mention that is itself known stays whole.
@@ -24,6 +26,7 @@ from serving.normalise import NormaliserSettings, normalise
 DATA_DIR = Path(__file__).resolve().parent / "data"
 GAZETTEER_FILES = ("gazetteer_cldr.tsv", "gazetteer_extra.tsv")
 LABELS = frozenset({"PER", "ORG", "LOC", "MISC"})
+HEAD = "HEAD"
 _FOLD_SETTINGS = NormaliserSettings(unify_letters=True, unify_digits=True)
 
 
@@ -35,14 +38,18 @@ def fold(text: str) -> str:
     >>> fold("إسرائيل") == fold("اسرائيل"), fold("غزة") == fold("غزه")
     (True, True)
     """
-    return " ".join(normalise(text, _FOLD_SETTINGS).text.split())
+    return " ".join(normalise(text, _FOLD_SETTINGS).text.replace("_", " ").split())
 
 
 @dataclass(frozen=True)
 class Gazetteer:
-    """Folded names with their labels; ``name in gazetteer`` tests a folded name."""
+    """Folded names with their labels; ``name in gazetteer`` tests a folded name.
+
+    ``heads`` holds the folded nouns that begin names (without the article).
+    """
 
     labels: dict[str, str]
+    heads: frozenset[str] = frozenset()
 
     def __contains__(self, folded: object) -> bool:
         """Whether the folded name is in the gazetteer."""
@@ -56,11 +63,16 @@ class Gazetteer:
     def from_names(cls, entries: Iterable[tuple[str, str]]) -> Gazetteer:
         """A gazetteer from ``(label, name)`` pairs; the first label of a name wins."""
         labels: dict[str, str] = {}
+        heads: set[str] = set()
         for label, name in entries:
             key = fold(name)
-            if key:
+            if not key:
+                continue
+            if label == HEAD:
+                heads.add(key)
+            else:
                 labels.setdefault(key, label)
-        return cls(labels=labels)
+        return cls(labels=labels, heads=frozenset(heads))
 
     @classmethod
     def load(cls, paths: Iterable[Path]) -> Gazetteer:
@@ -87,7 +99,7 @@ def read_entries(path: Path) -> list[tuple[str, str]]:
         if not line.strip() or line.startswith("#"):
             continue
         label, tab, name = line.partition("\t")
-        if not tab or label not in LABELS or not name.strip():
+        if not tab or (label not in LABELS and label != HEAD) or not name.strip():
             raise ModelLoadError(f"{path}:{number}: expected LABEL<TAB>name, got {line!r}")
         entries.append((label, name.strip()))
     return entries

@@ -1,11 +1,15 @@
 """Who and what an article is about: mentions grouped into entities, ranked by salience.
 
-Each mention first gets a clean name (:mod:`serving.names`). Mentions then join one
-group when their names, folded (hamza/alef, ta marbuta, ya), are the same words, or
-when one name is a whole-word prefix or suffix of the other with the same label
-(``بوتين`` and ``فلاديمير بوتين``). Names are taken longest first, so a short name
-meets every full name before it is placed; one that fits two groups (``محمد`` beside
-``محمد صلاح`` and ``محمد شريف``) joins neither and stands alone.
+Each mention first gets a clean name (:mod:`serving.names`). Names are compared as
+folded words (hamza/alef, ta marbuta, ya unified; a leading article ``ال`` ignored, so
+``الدولار`` and ``دولار`` match). Mentions join one group when their names are the
+same words, whatever their labels (the model may call one name PER once and LOC
+once), or when one name is a whole-word prefix or suffix of the other, or drops only
+middle words of it, and one of the short name's labels is the group's label
+(``بوتين`` and ``فلاديمير بوتين``; ``دييغو مارادونا`` and ``دييغو أرماندو مارادونا``).
+Names are taken longest first, so a short name meets every full name before it is
+placed; one that fits two groups (``محمد`` beside ``محمد صلاح`` and ``محمد شريف``)
+joins neither and stands alone.
 
 **Salience** says how much the article is about a group. Each mention weighs
 ``TITLE_WEIGHT`` (3) in the title, ``LEAD_WEIGHT`` (2) in the lead and 1 elsewhere;
@@ -102,9 +106,18 @@ class _Group:
     keys: list[Key] = field(default_factory=list)
 
 
-def _is_affix(short: Key, long: Key) -> bool:
+def _is_part(short: Key, long: Key) -> bool:
+    """Whether ``short`` is a word prefix or suffix of ``long``, or drops only middle words."""
     size = len(short)
-    return size < len(long) and (long[:size] == short or long[-size:] == short)
+    if size >= len(long):
+        return False
+    if long[:size] == short or long[-size:] == short:
+        return True
+    # دييغو مارادونا in دييغو أرماندو مارادونا: same first and last word, the rest in order.
+    if size < 2 or short[0] != long[0] or short[-1] != long[-1]:
+        return False
+    inner = iter(long[1:-1])
+    return all(word in inner for word in short[1:-1])
 
 
 def _majority(labels: Sequence[str]) -> str:
@@ -131,20 +144,18 @@ def group_entities(entities: Sequence[Entity], text: str) -> list[EntityGroup]:
     by_key: dict[Key, list[int]] = {}
     for index, entity in enumerate(entities):
         by_key.setdefault(_key(entity), []).append(index)
-    key_label = {
-        key: _majority([entities[i].label for i in indices]) for key, indices in by_key.items()
-    }
+    key_labels = {key: [entities[i].label for i in indices] for key, indices in by_key.items()}
     groups: list[_Group] = []
     for key in sorted(by_key, key=lambda k: (-len(k), -len(" ".join(k)), by_key[k][0])):
         fits = [
             group
             for group in groups
-            if group.label == key_label[key] and any(_is_affix(key, other) for other in group.keys)
+            if group.label in key_labels[key] and any(_is_part(key, other) for other in group.keys)
         ]
         if len(fits) == 1:
             fits[0].keys.append(key)
         else:
-            groups.append(_Group(label=key_label[key], keys=[key]))
+            groups.append(_Group(label=_majority(key_labels[key]), keys=[key]))
 
     parts = ArticleParts.of(text)
     weights = [parts.weight(entity.start) for entity in entities]
