@@ -197,6 +197,8 @@ class TestPredictCommand:
         ):
             assert expected in result.stdout
         assert not result.stdout.lstrip().startswith("{")
+        groups_at = result.stdout.index("Entity groups")
+        assert groups_at < result.stdout.index("Entities") < result.stdout.index("Topics")
 
     def test_text_with_inputs_is_a_usage_error(self, tmp_path: Path, fake_model) -> None:
         source = write_jsonl(tmp_path / "in.jsonl", [{"text": "a"}])
