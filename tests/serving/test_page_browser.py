@@ -176,3 +176,21 @@ def test_empty_text_is_refused_without_a_request(page) -> None:
     error.wait_for(state="visible")
     assert error.get_attribute("data-status") == "422"
     assert not [r for r in page.requests if r.startswith("POST")]
+
+
+def test_busy_server_gets_a_clear_message(page) -> None:
+    # A full queue cannot be made on demand here; the answer is the server's 429 shape.
+    body = json.dumps({"error": "64 requests are already waiting", "error_type": "overloaded"})
+    page.route(
+        "**/v1/analyze",
+        lambda route: route.fulfill(
+            status=429, body=body, content_type="application/json", headers={"Retry-After": "2"}
+        ),
+    )
+    page.locator("#text").fill("زار ماكرون بيروت")
+    page.get_by_role("button", name="حلّل").click()
+    error = page.locator("#error")
+    error.wait_for(state="visible")
+    assert error.get_attribute("data-status") == "429"
+    assert "مشغول" in error.inner_text() and "2" in error.inner_text()
+    assert page.locator("#analyze").is_enabled()
