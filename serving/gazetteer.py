@@ -21,7 +21,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from serving.errors import ModelLoadError
-from serving.normalise import NormaliserSettings, normalise
+from serving.normalise import NormaliserSettings, normalised_text
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 GAZETTEER_FILES = ("gazetteer_cldr.tsv", "gazetteer_extra.tsv")
@@ -38,7 +38,7 @@ def fold(text: str) -> str:
     >>> fold("إسرائيل") == fold("اسرائيل"), fold("غزة") == fold("غزه")
     (True, True)
     """
-    return " ".join(normalise(text, _FOLD_SETTINGS).text.replace("_", " ").split())
+    return " ".join(normalised_text(text, _FOLD_SETTINGS).replace("_", " ").split())
 
 
 @dataclass(frozen=True)

@@ -30,10 +30,10 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 from serving.gazetteer import Gazetteer, default_gazetteer, fold
-from serving.normalise import NormaliserSettings, normalise
+from serving.normalise import NormaliserSettings, normalised_text
 
 # Proclitics that may stand before a name, alone or as conjunction + preposition; tried
 # shortest first, so ``ولبنان`` becomes ``لبنان`` (known) before ``بنان`` is considered.
@@ -44,7 +44,6 @@ ARTICLE_CLITICS = ("لل", "ولل", "فلل")
 ARTICLE = "ال"
 # Letters a stem must keep after a clitic comes off.
 MIN_STEM_LETTERS = 2
-_TATWEEL = "\u0640"
 _SEPARATED_CLITIC = re.compile(r"^\s*([وفبلك]{1,2})\u0640+\s*")
 # و ف ب ل before a hamza on alef: no name of the press begins so (كأس does, hence no ك).
 _CLITIC_BEFORE_HAMZA = re.compile(r"^[وفبل](?=[أإآ]\w{2})")
@@ -58,7 +57,7 @@ def surface(text: str) -> str:
     >>> surface("مُحَمَّـد  صلاح"), surface("الاتحاد_الأوروبي")
     ('محمد صلاح', 'الاتحاد الأوروبي')
     """
-    return " ".join(normalise(text, _NAME_SETTINGS).text.replace("_", " ").split())
+    return " ".join(normalised_text(text, _NAME_SETTINGS).replace("_", " ").split())
 
 
 def strip_candidates(name: str) -> list[str]:
@@ -103,6 +102,11 @@ class KnownNames:
     forms: dict[str, frozenset[str | None]]
     text: str
 
+    @cached_property
+    def folded_text(self) -> str:
+        """The article folded, padded with spaces; only names of several words need it."""
+        return f" {fold(self.text)} " if self.text else ""
+
     @classmethod
     def of_article(
         cls,
@@ -130,7 +134,7 @@ class KnownNames:
         return cls(
             gazetteer=gazetteer if gazetteer is not None else default_gazetteer(),
             forms={form: frozenset(found) for form, found in kinds.items()},
-            text=f" {fold(text)} " if text else "",
+            text=text,
         )
 
     def knows(self, name: str, label: str | None = None) -> bool:
@@ -147,7 +151,7 @@ class KnownNames:
             return False
         if kind != "PER" and name_tokens(name)[0] in self.gazetteer.heads:
             return True
-        return bool(self.text) and _stands_alone(key, self.text)
+        return bool(self.text) and _stands_alone(key, self.folded_text)
 
 
 def _stands_alone(phrase: str, folded_text: str) -> bool:
