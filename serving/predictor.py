@@ -18,6 +18,7 @@ import numpy as np
 
 from serving.decode import decode_tags, log_softmax, sigmoid, tags_to_spans, topics_over_threshold
 from serving.errors import ModelLoadError
+from serving.groups import EntityGroup, name_and_group
 from serving.lexical import LexicalHead
 from serving.metadata import TOKENIZER_NAME, ModelMetadata
 from serving.normalise import Normalised, normalise
@@ -58,12 +59,14 @@ class DocumentResult:
     topics: list[tuple[str, float]]
     topic_scores: dict[str, float]
     n_tokens: int = field(default=0, compare=False)
+    entity_groups: list[EntityGroup] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON shape of the CLI and the API."""
         return {
             "id": self.id,
             "entities": [entity.to_dict() for entity in self.entities],
+            "entity_groups": [group.to_dict() for group in self.entity_groups],
             "topics": [{"label": label, "score": round(score, 4)} for label, score in self.topics],
             "topic_scores": {label: round(score, 4) for label, score in self.topic_scores.items()},
         }
@@ -250,13 +253,14 @@ class Predictor:
         return word_logits
 
     def decode(self, prepared: Prepared, scores: Scores, doc_id: str | None) -> DocumentResult:
-        """Turn merged scores into entities (spans into the original text) and topics."""
+        """Turn merged scores into entities (spans into the original text), groups and topics."""
         entities: list[Entity] = []
         if scores.word_logits is not None and len(prepared.words):
             log_probs = log_softmax(scores.word_logits)
             tag_ids = decode_tags(log_probs, self.entity_tags, self.metadata.decoder)
             spans = tags_to_spans(tag_ids, np.exp(log_probs), self.entity_tags)
             entities = to_entities(spans, prepared.words, prepared.normalised)
+        entities, groups = name_and_group(prepared.normalised.original, entities)
         topic_scores: dict[str, float] = {}
         topics: list[tuple[str, float]] = []
         if scores.topic_logits is not None:
@@ -270,6 +274,7 @@ class Predictor:
             topics=topics,
             topic_scores=topic_scores,
             n_tokens=prepared.encoded.n_tokens,
+            entity_groups=groups,
         )
 
     # -- entry point -----------------------------------------------------------

@@ -13,12 +13,17 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 _EXAMPLE_TEXT = "زار الرئيس ماكرون بيروت أمس"
 _EXAMPLE_ENTITIES: list[dict[str, Any]] = [
-    {"text": "ماكرون", "label": "PER", "start": 11, "end": 17, "score": 0.9912},
-    {"text": "بيروت", "label": "LOC", "start": 18, "end": 23, "score": 0.9874},
+    {"text": "ماكرون", "name": "ماكرون", "label": "PER", "start": 11, "end": 17, "score": 0.9912},
+    {"text": "بيروت", "name": "بيروت", "label": "LOC", "start": 18, "end": 23, "score": 0.9874},
+]
+_EXAMPLE_GROUPS: list[dict[str, Any]] = [
+    {"name": "ماكرون", "label": "PER", "mentions": [0], "count": 1, "first": 11, "salience": 0.5},
+    {"name": "بيروت", "label": "LOC", "mentions": [1], "count": 1, "first": 18, "salience": 0.5},
 ]
 _EXAMPLE_RESULT: dict[str, Any] = {
     "id": "doc-1",
     "entities": _EXAMPLE_ENTITIES,
+    "entity_groups": _EXAMPLE_GROUPS,
     "topics": [{"label": "politics", "score": 0.9731}],
     "topic_scores": {"politics": 0.9731, "sports": 0.0112},
 }
@@ -28,10 +33,30 @@ class EntityOut(BaseModel):
     """A named entity; ``text == sent_text[start:end]`` always holds."""
 
     text: str = Field(description="The entity exactly as it appears in the text sent.")
+    name: str = Field(
+        description="Clean name: leading clitics (و ف ب ل ك, لل→ال) removed when what is left "
+        "is a known name, diacritics and tatweel removed, hamza kept as written."
+    )
     label: str = Field(description="Entity type, one of the model's entity_types.")
     start: int = Field(ge=0, description="First character, counted in the text sent.")
     end: int = Field(ge=0, description="One past the last character (half-open span).")
     score: float = Field(ge=0.0, le=1.0, description="Mean tag probability over the span.")
+
+
+class EntityGroupOut(BaseModel):
+    """Mentions of one entity in the document (same name, or one name inside the other)."""
+
+    name: str = Field(description="The fullest clean name among the mentions.")
+    label: str = Field(description="The mentions' most frequent entity type.")
+    mentions: list[int] = Field(description="Indices into `entities`, in text order.")
+    count: int = Field(ge=1, description="Number of mentions.")
+    first: int = Field(ge=0, description="Start offset of the first mention.")
+    salience: float = Field(
+        ge=0.0,
+        le=1.0,
+        description="Share of the document's weighted mentions (title 3, lead 2, rest 1); "
+        "the saliences of a document add up to 1.",
+    )
 
 
 class TopicOut(BaseModel):
@@ -48,6 +73,9 @@ class DocumentResultOut(BaseModel):
 
     id: str | None = Field(description="The id sent with the document, if any.")
     entities: list[EntityOut]
+    entity_groups: list[EntityGroupOut] = Field(
+        description="Mentions grouped by entity, most salient first."
+    )
     topics: list[TopicOut] = Field(description="Topics over their thresholds, best first.")
     topic_scores: dict[str, float] = Field(description="Score of every topic label.")
 

@@ -33,7 +33,7 @@ from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serving.api.dependencies import BatchingMetrics, InferenceRunner
-from serving.api.routers import analyze, health, metrics, model
+from serving.api.routers import analyze, health, metrics, model, page
 from serving.api.routers.metrics import UNMATCHED_ROUTE, Metrics
 from serving.api.settings import ServerSettings
 from serving.cli.predict import load_predictor
@@ -103,6 +103,7 @@ def create_app(
     app.include_router(model.router, prefix=API_PREFIX, tags=["model"])
     app.include_router(health.router, prefix=API_PREFIX, tags=["health"])
     app.include_router(metrics.router, tags=["metrics"])
+    app.include_router(page.router)
 
     app.add_exception_handler(KhabarError, _khabar_error_handler)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_error_handler)  # type: ignore[arg-type]

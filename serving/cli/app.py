@@ -41,7 +41,8 @@ UNEXPECTED_EXIT_CODE = 1
 APP_HELP = "Arabic news analysis: named entities and topics with exact character spans."
 SERVE_HELP = (
     "Serve the HTTP API (POST /v1/analyze, GET /v1/health, /v1/ready, /v1/model, /metrics; "
-    "docs at /docs). The model loads before the port opens, so a bad model fails here. "
+    "docs at /docs) and a page to try it at /. The model loads before the port opens, "
+    "so a bad model fails here. "
     "Limits not given here come from KHABAR_* environment variables or their defaults."
 )
 HOST_HELP = "Interface to listen on; 0.0.0.0 for all."

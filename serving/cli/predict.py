@@ -65,7 +65,7 @@ BATCH_SIZE_HELP = "Windows (of up to max_length tokens) per encoder call."
 THREADS_HELP = "onnxruntime intra-op threads (default: CPUs available, up to 8)."
 TEXT_FIELD_HELP = "JSON key or CSV/TSV column holding the text."
 ID_FIELD_HELP = "JSON key or CSV/TSV column holding the id (default id: FILE:LINE)."
-TEXT_HELP = "Analyse this text and print a readable table instead of JSON."
+TEXT_HELP = "Analyse this text and print readable tables (entity groups first) instead of JSON."
 QUIET_HELP = "No progress bar and no summary unless records failed."
 
 
@@ -337,16 +337,41 @@ def _stdout_console() -> Console:
 
 
 def _print_tables(result: DocumentResult, metadata: ModelMetadata, console: Console) -> None:
-    """Entities and topic scores of one document as two readable tables."""
+    """Entity groups, entities and topic scores of one document as readable tables."""
     from rich.table import Table
 
+    def label_of(label: str) -> str:
+        name = metadata.entity_display_names.get(label)
+        return f"{label} ({name})" if name else label
+
+    if metadata.entity_types and result.entity_groups:
+        groups = Table(title="Entity groups (most salient first)", title_justify="left")
+        for column in ("name", "label", "mentions", "salience", "as written"):
+            groups.add_column(
+                column, justify="right" if column in ("mentions", "salience") else "left"
+            )
+        for group in result.entity_groups:
+            written = dict.fromkeys(result.entities[i].text for i in group.mentions)
+            groups.add_row(
+                group.name,
+                label_of(group.label),
+                str(group.count),
+                f"{group.salience:.3f}",
+                "، ".join(written),
+            )
+        console.print(groups)
+
     entities = Table(title="Entities", title_justify="left")
-    for column in ("text", "label", "span", "score"):
+    for column in ("text", "name", "label", "span", "score"):
         entities.add_column(column, justify="right" if column == "score" else "left")
     for entity in result.entities:
-        name = metadata.entity_display_names.get(entity.label)
-        label = f"{entity.label} ({name})" if name else entity.label
-        entities.add_row(entity.text, label, f"{entity.start}-{entity.end}", f"{entity.score:.3f}")
+        entities.add_row(
+            entity.text,
+            entity.name,
+            label_of(entity.label),
+            f"{entity.start}-{entity.end}",
+            f"{entity.score:.3f}",
+        )
     if metadata.entity_types:
         console.print(entities if result.entities else "[dim]no entities found[/dim]")
 

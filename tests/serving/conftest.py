@@ -13,6 +13,7 @@ from types import SimpleNamespace
 import pytest
 
 from serving.errors import InferenceError
+from serving.groups import name_and_group
 from serving.metadata import ModelMetadata, SpecialTokens
 from serving.predictor import DocumentResult
 from serving.spans import Entity
@@ -57,8 +58,14 @@ def fake_result(text: str, doc_id: str | None) -> DocumentResult:
     sports = 0.8 if ("مباراة" in text or "match" in text.lower()) else 0.05
     scores = {"politics": politics, "sports": sports}
     topics = sorted(((label, s) for label, s in scores.items() if s >= 0.5), key=lambda kv: -kv[1])
+    entities, groups = name_and_group(text, entities)
     return DocumentResult(
-        id=doc_id, entities=entities, topics=topics, topic_scores=scores, n_tokens=len(words)
+        id=doc_id,
+        entities=entities,
+        topics=topics,
+        topic_scores=scores,
+        n_tokens=len(words),
+        entity_groups=groups,
     )
 
 

@@ -56,9 +56,24 @@ class TestPredictRecords:
         assert summary == Summary(n_ok=2, n_failed=1)
         assert [line["id"] for line in lines] == ["a", "b", "c"]
         assert lines[0]["entities"] == [
-            {"text": "ماكرون", "label": "PER", "start": 4, "end": 10, "score": 0.9},
-            {"text": "بيروت", "label": "LOC", "start": 11, "end": 16, "score": 0.9},
+            {
+                "text": "ماكرون",
+                "name": "ماكرون",
+                "label": "PER",
+                "start": 4,
+                "end": 10,
+                "score": 0.9,
+            },
+            {
+                "text": "بيروت",
+                "name": "بيروت",
+                "label": "LOC",
+                "start": 11,
+                "end": 16,
+                "score": 0.9,
+            },
         ]
+        assert [g["mentions"] for g in lines[0]["entity_groups"]] == [[0], [1]]
         assert lines[1] == {"id": "b", "error": "line 2 is not valid JSON"}
         assert [e["text"] for e in lines[2]["entities"]] == ["Alice", "Bob"]
         assert fake_predictor.batch_sizes == [4]
@@ -182,6 +197,8 @@ class TestPredictCommand:
         ):
             assert expected in result.stdout
         assert not result.stdout.lstrip().startswith("{")
+        groups_at = result.stdout.index("Entity groups")
+        assert groups_at < result.stdout.index("Entities") < result.stdout.index("Topics")
 
     def test_text_with_inputs_is_a_usage_error(self, tmp_path: Path, fake_model) -> None:
         source = write_jsonl(tmp_path / "in.jsonl", [{"text": "a"}])
@@ -360,7 +377,9 @@ def test_predict_with_the_tiny_exported_model(tmp_path: Path, tiny_model_dir: Pa
     lines = json_lines(out.read_text(encoding="utf-8"))
     assert [line["id"] for line in lines] == ["0", "1", f"{source}:3"]
     for text, line in zip(texts, lines, strict=False):
-        assert set(line) == {"id", "entities", "topics", "topic_scores"}
+        assert set(line) == {"id", "entities", "entity_groups", "topics", "topic_scores"}
         for entity in line["entities"]:
             assert text[entity["start"] : entity["end"]] == entity["text"]
+        grouped = sorted(i for group in line["entity_groups"] for i in group["mentions"])
+        assert grouped == list(range(len(line["entities"])))
     assert "error" in lines[2]
