@@ -75,7 +75,11 @@ def _masked_bce(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor)
 
 
 def refit_topic_head(
-    run_dir: Path, epochs: int = 40, learning_rate: float = 3e-3, show_progress: bool = True
+    run_dir: Path,
+    epochs: int = 40,
+    learning_rate: float = 3e-3,
+    show_progress: bool = True,
+    data_root: Path | None = None,
 ) -> dict[str, Any]:
     """Refit the topic head of a run on all its topic training articles; keep it if dev says so.
 
@@ -88,6 +92,7 @@ def refit_topic_head(
         run["config"],
         f"{run_dir}/{RUN_NAME}",
         list(UNCAPPED_TOPICS),
+        data_root,
     )
     if config.topics is None:
         raise ValueError("this run has no topic head")
