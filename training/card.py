@@ -229,5 +229,7 @@ def card_notes(config: KhabarConfig) -> str:
         return ""
     path = config.recipe_path(config.card_notes)
     if not path.is_file():
-        raise ConfigError(f"card notes {config.card_notes} not found at {path}: pass --config")
+        raise ConfigError(
+            f"card notes {config.card_notes} (named by the recipe) not found at {path}"
+        )
     return path.read_text(encoding="utf-8")

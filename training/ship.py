@@ -7,12 +7,16 @@ of every file it holds and names its training data relative to the data root.
 
 from __future__ import annotations
 
+import logging
 import shutil
 from pathlib import Path
 
-from serving.metadata import ModelMetadata
+from serving.errors import ConfigError
+from serving.metadata import CARD_NAME, ModelMetadata
 from training.card import card_notes, write_card
 from training.config import config_of_model, portable_training_record, resolve_data_root
+
+logger = logging.getLogger(__name__)
 
 
 def run_ship(source: Path, target: Path, data_root: Path | None = None) -> ModelMetadata:
@@ -30,7 +34,9 @@ def run_ship(source: Path, target: Path, data_root: Path | None = None) -> Model
 
     Raises:
         ModelLoadError: The source is not a model, or one of its files is corrupt.
-        ConfigError: The recorded config is invalid, or its card notes are missing.
+        ConfigError: The recorded config is invalid, or names card notes that are missing
+            while the source has no card to keep (from a wheel, which holds no configs/,
+            the source's card is kept as it is).
     """
     metadata = ModelMetadata.load(source)
     variant = metadata.default_variant
@@ -43,7 +49,13 @@ def run_ship(source: Path, target: Path, data_root: Path | None = None) -> Model
     training = portable_training_record(metadata.training, root)
     shipped = shipped.model_copy(update={"training": training})
     config = config_of_model(shipped.training, str(source), data_root=root)
-    notes = card_notes(config)
+    try:
+        notes: str | None = card_notes(config)
+    except ConfigError as exc:  # e.g. shipping from an installed wheel, which has no configs/
+        if not (source / CARD_NAME).is_file():
+            raise
+        logger.warning("%s; the source's %s is copied as it is", exc, CARD_NAME)
+        notes = None
 
     staging = target.with_name(f".{target.name}.staging")
     shutil.rmtree(staging, ignore_errors=True)
@@ -53,7 +65,10 @@ def run_ship(source: Path, target: Path, data_root: Path | None = None) -> Model
             shutil.copy2(source / name, staging / name)
         shipped = shipped.with_file_hashes(staging)
         shipped.save(staging)
-        write_card(staging, shipped, notes)
+        if notes is None:
+            shutil.copy2(source / CARD_NAME, staging / CARD_NAME)
+        else:
+            write_card(staging, shipped, notes)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -184,6 +184,18 @@ def test_ship_in_place_makes_an_older_record_portable(tiny_model_dir, tiny_data_
     assert Predictor.load(model, threads=1).analyze(["بيروت"])
 
 
+def test_ship_keeps_the_source_card_when_the_recipe_notes_are_not_there(tiny_model_dir, tmp_path):
+    from training.ship import run_ship
+
+    model = Path(shutil.copytree(tiny_model_dir, tmp_path / "model"))
+    record = json.loads((model / "khabar.json").read_text(encoding="utf-8"))
+    record["training"]["config"]["card_notes"] = "notes-only-in-the-repository.md"
+    (model / "khabar.json").write_text(json.dumps(record, ensure_ascii=False), encoding="utf-8")
+    run_ship(model, tmp_path / "shipped")
+    card = (tmp_path / "shipped" / "MODEL_CARD.md").read_text(encoding="utf-8")
+    assert card == (model / "MODEL_CARD.md").read_text(encoding="utf-8")
+
+
 def test_ship_refuses_a_corrupt_source(tiny_model_dir, tmp_path):
     from serving.errors import ModelLoadError
     from training.ship import run_ship
