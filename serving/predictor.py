@@ -80,7 +80,7 @@ def load_lexical_head(model_dir: Path, metadata: ModelMetadata) -> LexicalHead |
     """
     if metadata.lexical_head is None:
         return None
-    head = LexicalHead.load(model_dir / metadata.lexical_head)
+    head = LexicalHead.load(metadata.verified_file(model_dir, metadata.lexical_head))
     if head.bias.shape[0] != len(metadata.topic_labels):
         raise ModelLoadError(
             f"lexical topic head {metadata.lexical_head} has {head.bias.shape[0]} labels; "
@@ -136,11 +136,11 @@ class Predictor:
                 f"model {model_dir} has no {variant!r} variant; "
                 f"it has {sorted(metadata.onnx_files)}"
             )
-        tokenizer_path = model_dir / TOKENIZER_NAME
-        if not tokenizer_path.is_file():
-            raise ModelLoadError(f"{model_dir} has no {TOKENIZER_NAME}")
-        tokenizer = load_tokenizer(tokenizer_path)
-        session = OnnxSession(model_dir / metadata.onnx_files[variant], threads=threads)
+        if not metadata.file_sha256:
+            logger.warning("%s records no file sha256: its files are loaded unchecked", model_dir)
+        tokenizer = load_tokenizer(metadata.verified_file(model_dir, TOKENIZER_NAME))
+        onnx_path = metadata.verified_file(model_dir, metadata.onnx_files[variant])
+        session = OnnxSession(onnx_path, threads=threads)
         return cls(metadata, tokenizer, session, model_dir, load_lexical_head(model_dir, metadata))
 
     def with_metadata(self, metadata: ModelMetadata | None = None, **updates: Any) -> Predictor:

@@ -2,36 +2,26 @@
 
 A model tuned on single sentences can look fine one sentence at a time and lose most
 entities on a 20-sentence article; these checks run the shipped int8 files on the unit
-users send. Articles from the corpora are read from the data root (``KHABAR_DATA``, or
-``../shared/data`` beside the checkout) and the checks that need them skip without it.
+users send. Articles from the corpora are read from the data root, and the checks that
+need them skip, naming the corpus, without it.
 """
 
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 
 import pytest
 
 from serving.metadata import DEFAULT_MODEL_DIR
 from serving.predictor import Predictor
+from tests.corpora import require_corpora
 
 pytestmark = pytest.mark.skipif(
     not (DEFAULT_MODEL_DIR / "khabar.json").is_file(), reason="no shipped model in models/default"
 )
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-def data_root() -> Path:
-    return Path(os.environ.get("KHABAR_DATA", REPO.parent / "shared" / "data"))
-
-
-def need(path: Path) -> Path:
-    if not path.exists():
-        pytest.skip(f"needs {path.name} under the data root ({data_root()}); see README, Data")
-    return path
+ANT_SHARD = "topics/ant-v2.1/ant-v2.1-020.jsonl"
+ANERCORP_TRAIN = "ner/anercorp/train.txt"
 
 
 @pytest.fixture(scope="module")
@@ -57,14 +47,14 @@ def test_both_presidents_in_a_plain_news_sentence(predictor):
 
 
 def ant_article(article_id: str) -> str:
-    for path in sorted(need(data_root() / "topics" / "ant-v2.1").glob("*.jsonl")):
-        with path.open(encoding="utf-8") as handle:
-            for line in handle:
-                if f'"{article_id}"' in line:
-                    record = json.loads(line)
-                    if record["id"] == article_id:
-                        return f"{record['title']}\n{record['text']}"
-    pytest.skip(f"ANT article {article_id} not in the data root")
+    path = require_corpora(ANT_SHARD) / ANT_SHARD
+    with path.open(encoding="utf-8") as handle:
+        for line in handle:
+            if f'"{article_id}"' in line:
+                record = json.loads(line)
+                if record["id"] == article_id:
+                    return f"{record['title']}\n{record['text']}"
+    raise AssertionError(f"ANT article {article_id} is not in {path}")
 
 
 # Whole ANT articles that the joint-trained model returned with no entity at all.
@@ -98,7 +88,7 @@ def test_a_ten_sentence_document_finds_what_its_sentences_find(predictor):
     """On ANERcorp dev, entities of 10-sentence documents match those of single sentences."""
     from training.data.conll import Sentence, read_conll
 
-    train = need(data_root() / "ner" / "anercorp" / "train.txt")
+    train = require_corpora(ANERCORP_TRAIN) / ANERCORP_TRAIN
     sentences = read_conll(train, ["PER", "ORG", "LOC", "MISC"], {"PERS": "PER"})
     dev = sentences[int(len(sentences) * 0.9) :][:200]
     one_by_one = predictor.analyze([s.text for s in dev])

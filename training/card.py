@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from serving.errors import ConfigError
 from serving.metadata import CARD_NAME, ModelMetadata
+from training.config import KhabarConfig
 
 LICENCES = """\
 - Entities: ANERcorp (Benajiba & Rosso 2007; CAMeL Lab release), CC BY-SA 4.0.
@@ -254,3 +256,19 @@ def write_card(directory: Path, metadata: ModelMetadata, notes: str = "") -> Pat
     path = directory / CARD_NAME
     path.write_text(render_card(metadata, notes), encoding="utf-8")
     return path
+
+
+def card_notes(config: KhabarConfig) -> str:
+    """The recipe's hand-written card notes (``card_notes``), or nothing if it names none.
+
+    Raises:
+        ConfigError: The recipe names a notes file that is not there.
+    """
+    if config.card_notes is None:
+        return ""
+    path = config.recipe_path(config.card_notes)
+    if not path.is_file():
+        raise ConfigError(
+            f"card notes {config.card_notes} (named by the recipe) not found at {path}"
+        )
+    return path.read_text(encoding="utf-8")

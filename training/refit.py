@@ -88,6 +88,7 @@ def refit_topic_head(
     learning_rate: float = 3e-3,
     layers: Sequence[int | None] = (None,),
     show_progress: bool = True,
+    data_root: Path | None = None,
 ) -> dict[str, Any]:
     """Refit the topic head of a run on all its topic training articles; keep it if dev says so.
 
@@ -104,6 +105,7 @@ def refit_topic_head(
         run["config"],
         f"{run_dir}/{RUN_NAME}",
         list(UNCAPPED_TOPICS),
+        data_root,
     )
     if config.topics is None:
         raise ValueError("this run has no topic head")

@@ -60,7 +60,7 @@ PREDICT_HELP = (
 )
 INPUTS_HELP = "Files or directories to analyse, in order; - reads JSON lines from stdin."
 OUTPUT_HELP = "Write JSON lines to this file instead of stdout."
-MODEL_HELP = "Exported model directory."
+MODEL_HELP = "Exported model directory (default: the model shipped inside the package)."
 BATCH_SIZE_HELP = "Windows (of up to max_length tokens) per encoder call."
 THREADS_HELP = "onnxruntime intra-op threads (default: CPUs available, up to 8)."
 TEXT_FIELD_HELP = "JSON key or CSV/TSV column holding the text."

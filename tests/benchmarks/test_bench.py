@@ -279,12 +279,18 @@ class TestCommandLine:
 
 @pytest.mark.slow
 def test_quick_run_on_the_tiny_model(
-    tiny_model_dir: Path, tiny_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tiny_model_dir: Path,
+    tiny_run: Path,
+    tiny_data_root: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     started = time.monotonic()
     code = bench.main(
         [
             "--quick",
+            "--data",
+            str(tiny_data_root),
             "--model",
             str(tiny_model_dir),
             "--run",

@@ -9,6 +9,7 @@ import pytest
 
 from serving.errors import DataError
 from serving.spans import Entity
+from tests.corpora import require_corpora
 from training.data.entity_spans import SpanDocument, read_span_documents, text_sha256
 from training.evaluate import span_report
 
@@ -90,9 +91,8 @@ def test_exact_spans_score_and_near_misses_count_twice():
 
 def test_the_project_fignews_set_matches_its_corpus():
     repo = Path(__file__).resolve().parents[2]
-    corpus = repo.parent / "shared" / "data" / "topics" / "fignews-2024" / "gaza-war-posts.jsonl"
-    if not corpus.is_file():
-        pytest.skip("needs FIGNEWS 2024 (topics/fignews-2024) under the data root")
+    name = "topics/fignews-2024/gaza-war-posts.jsonl"
+    corpus = require_corpora(name) / name
     folder = repo / "tests" / "data" / "fignews_entities"
     dev = read_span_documents(folder / "dev.jsonl", corpus, TYPES)
     test = read_span_documents(folder / "test.jsonl", corpus, TYPES)
