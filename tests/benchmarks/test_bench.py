@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -285,7 +284,6 @@ def test_quick_run_on_the_tiny_model(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    started = time.monotonic()
     code = bench.main(
         [
             "--quick",
@@ -315,7 +313,6 @@ def test_quick_run_on_the_tiny_model(
             "--quiet",
         ]
     )
-    elapsed = time.monotonic() - started
     printed = capsys.readouterr().out
     assert code == 0, printed
     markdown = next((tmp_path / "results").glob("*-tiny.md"))
@@ -334,4 +331,3 @@ def test_quick_run_on_the_tiny_model(
     assert results["engines"][bench.HTTP_INT8]["peak_rss_mb"] > 0
     assert {t["status"] for t in results["targets"]} <= {"PASS", "MISS", "N/A"}
     assert 0 <= results["workload"]["articles"]["padding_ratio"] < 1
-    assert elapsed < 60, f"the quick tiny run took {elapsed:.0f} s"

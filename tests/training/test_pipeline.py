@@ -245,7 +245,7 @@ def test_topic_head_refit_reports_dev_scores_and_keeps_the_better_head(
     assert stored["topic_refit"]["chosen_pass"] == report["chosen_pass"]
 
 
-def test_refit_tries_each_layer_and_records_the_chosen_one(tiny_run, tmp_path):
+def test_refit_tries_each_layer_and_records_the_chosen_one(tiny_run, tiny_data_root, tmp_path):
     import shutil
 
     from training.model import KhabarModel
@@ -253,14 +253,16 @@ def test_refit_tries_each_layer_and_records_the_chosen_one(tiny_run, tmp_path):
 
     run = tmp_path / "run"
     shutil.copytree(tiny_run, run)
-    report = refit_topic_head(run, epochs=3, layers=[None, 1], show_progress=False)
+    report = refit_topic_head(
+        run, epochs=3, layers=[None, 1], show_progress=False, data_root=tiny_data_root
+    )
     assert report["candidate_layers"] == [None, 1]
     assert {h["layer"] for h in report["history"]} == {None, 1}
     saved = KhabarModel.load(run / "checkpoint")
     expected = report["chosen_layer"] if report["replaced"] else None
     assert saved.topic_layer == expected
     with pytest.raises(Exception, match="topic layer 7"):
-        refit_topic_head(run, epochs=1, layers=[7], show_progress=False)
+        refit_topic_head(run, epochs=1, layers=[7], show_progress=False, data_root=tiny_data_root)
 
 
 def test_a_middle_topic_layer_exports_with_parity(tiny_run, tmp_path):
