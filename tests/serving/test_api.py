@@ -207,7 +207,7 @@ class TestHealthAndModel:
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_predictor
     ) -> None:
         monkeypatch.setattr(
-            "serving.api.app.load_predictor", lambda model_dir, threads: fake_predictor
+            "serving.api.app.load_predictor", lambda model_dir, threads, stories=(): fake_predictor
         )
         with TestClient(create_app(ServerSettings(model_dir=tmp_path))) as client:
             for _ in range(200):
