@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -96,6 +97,10 @@ def test_predict_picks_up_a_new_story_file() -> None:
 def test_api_lists_stories_and_kinds() -> None:
     settings = ServerSettings(model_dir=DEFAULT_MODEL_DIR, threads=1, stories=[SUDAN])
     with TestClient(create_app(settings)) as client:
+        for _ in range(1200):
+            if client.get("/v1/ready").status_code == 200:
+                break
+            time.sleep(0.05)
         stories = client.get("/v1/stories").json()["stories"]
         by_label = {story["label"]: story for story in stories}
         assert {"russia_ukraine", "middle_east_conflict", "sudan_war"} <= set(by_label)
