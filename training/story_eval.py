@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from serving.predictor import Predictor
+from serving.predictor import DocumentResult, Predictor
 from serving.stories.schema import FEATURES, Combiner
 from serving.stories.scorer import StoryScorer
 from training.data.topics import load_story_rules
@@ -36,10 +36,19 @@ class Collected:
     rules: dict[str, np.ndarray]
 
 
-def collect(items: Sequence[StoryItem], predictor: Predictor, scorer: StoryScorer) -> Collected:
-    """Model outputs, rule labels and story evidence for ``items``."""
+def collect(
+    items: Sequence[StoryItem],
+    predictor: Predictor,
+    scorer: StoryScorer,
+    results: Sequence[DocumentResult] | None = None,
+) -> Collected:
+    """Model outputs, rule labels and story evidence for ``items``.
+
+    ``results``: the model's results on ``items`` when already computed (without stories).
+    """
     texts = [item.text for item in items]
-    results = predictor.analyze(texts)
+    if results is None:
+        results = predictor.analyze(texts)
     entities = [[(e.text, e.label) for e in r.entities] for r in results]
     evidence = scorer.evidence(texts, entities, heads=[r.topic_scores for r in results])
     rules = load_story_rules(RULES_PATH)
@@ -141,9 +150,7 @@ def fit_default_combiner(collected: Collected, c: float = 0.1) -> Combiner:
     labels = list(collected.labels)
     evidence = np.concatenate([collected.evidence[:, s, :] for s in range(n_stories)])
     gold = np.concatenate([collected.labels[labels[s]] for s in range(n_stories)])
-    return fit_combiner(
-        evidence, gold, c=c, calibrated_on=None, exclude=("model_head",)
-    )
+    return fit_combiner(evidence, gold, c=c, calibrated_on=None, exclude=("model_head",))
 
 
 def head_is_useful(collected: Collected, label: str, minimum_f1: float = 50.0) -> bool:

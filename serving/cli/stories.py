@@ -77,7 +77,8 @@ def check_cli(
         above = int((probabilities >= compiled.combiner.threshold).sum())
         typer.echo(
             f"\n{corpus}: {above} of {len(pool)} candidates over the threshold "
-            f"{compiled.combiner.threshold} (scored without entity evidence)"
+            f"{compiled.combiner.threshold} (scored without the model's entities and heads, "
+            "so a little lower than khabar predict scores them)"
         )
         for index in order:
             doc_id, text = pool[index]

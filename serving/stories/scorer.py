@@ -221,7 +221,7 @@ def load_story_scorer(
         ConfigError: A definition file is invalid.
         ModelLoadError: The story encoder is missing or broken and definitions were asked for.
     """
-    sources = [p for p in ([shipped] if shipped is not None and shipped.is_dir() else [])]
+    sources = [shipped] if shipped is not None and shipped.is_dir() else []
     sources += list(extra)
     if not sources:
         return None
