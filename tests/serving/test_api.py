@@ -176,6 +176,7 @@ class TestHealthAndModel:
             "display_name": "سياسة",
             "kind": "section",
             "threshold": 0.5,
+            "source": "model",
         }
         assert info["base_encoder"] == {"name": "fake-encoder"}
         assert info["metrics"] == {"ner": {"f1": 0.9}}
