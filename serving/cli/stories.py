@@ -78,7 +78,7 @@ def check_cli(
         typer.echo(
             f"\n{corpus}: {above} of {len(pool)} candidates over the threshold "
             f"{compiled.combiner.threshold} (scored without the model's entities and heads, "
-            "so a little lower than khabar predict scores them)"
+            "so they differ a little from khabar predict)"
         )
         for index in order:
             doc_id, text = pool[index]
