@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -26,6 +26,9 @@ from serving.session import ENTITY_OUTPUT, TOPIC_OUTPUT, OnnxSession
 from serving.spans import Entity, to_entities
 from serving.tokenise import Encoded, Word, encode_words, load_tokenizer, split_words
 from serving.windows import Window, merge_document_scores, merge_token_scores, plan_windows
+
+if TYPE_CHECKING:
+    from serving.stories.scorer import StoryScorer
 
 logger = logging.getLogger(__name__)
 
@@ -103,6 +106,7 @@ class Predictor:
         session: OnnxSession,
         model_dir: Path | None = None,
         lexical: LexicalHead | None = None,
+        stories: StoryScorer | None = None,
     ) -> None:
         """Assemble a predictor from loaded parts (see :meth:`load`)."""
         self.metadata = metadata
@@ -110,6 +114,7 @@ class Predictor:
         self.session = session
         self.model_dir = model_dir
         self.lexical = lexical
+        self.stories = stories
         self.entity_tags = metadata.entity_tags
 
     @classmethod
@@ -151,11 +156,34 @@ class Predictor:
             self.session,
             self.model_dir,
             self.lexical,
+            self.stories,
         )
 
     def with_lexical(self, lexical: LexicalHead | None) -> Predictor:
         """The same loaded model with another lexical topic head (or none)."""
-        return Predictor(self.metadata, self.tokenizer, self.session, self.model_dir, lexical)
+        return Predictor(
+            self.metadata, self.tokenizer, self.session, self.model_dir, lexical, self.stories
+        )
+
+    def with_stories(self, stories: StoryScorer | None) -> Predictor:
+        """The same loaded model scoring these story definitions (or none) beside its heads."""
+        return Predictor(
+            self.metadata, self.tokenizer, self.session, self.model_dir, self.lexical, stories
+        )
+
+    def topic_display_name(self, label: str) -> str:
+        """A label's Arabic display name (a story definition's own, else the model's)."""
+        if self.stories is not None:
+            for story in self.stories.stories:
+                if story.name == label:
+                    return story.definition.display_names.ar
+        return self.metadata.topic_display_names.get(label, label)
+
+    def topic_kind(self, label: str) -> str | None:
+        """A label's kind; a label scored by a story definition is a story."""
+        if self.stories is not None and label in self.stories.labels:
+            return "story"
+        return self.metadata.topic_kinds.get(label)
 
     # -- steps -----------------------------------------------------------------
 
@@ -299,7 +327,38 @@ class Predictor:
             ids = [None] * len(texts)
         prepared = self.prepare(texts)
         scores = self.encode(prepared, batch_size)
-        return [
+        results = [
             self.decode(item, score, doc_id)
             for item, score, doc_id in zip(prepared, scores, ids, strict=True)
         ]
+        if self.stories is not None and results:
+            results = self.add_stories(texts, results)
+        return results
+
+    def add_stories(
+        self, texts: Sequence[str], results: Sequence[DocumentResult]
+    ) -> list[DocumentResult]:
+        """Score the story definitions and put them in ``topics`` and ``topic_scores``.
+
+        A definition named like a trained head replaces that head's score: the
+        definition was measured against it on the project's story set (README).
+        """
+        assert self.stories is not None
+        entities = [[(e.text, e.label) for e in r.entities] for r in results]
+        # The trained heads' own scores are evidence too (see serving/stories/scorer.py).
+        probabilities = self.stories.score(texts, entities, [r.topic_scores for r in results])
+        thresholds = self.stories.thresholds()
+        labels = self.stories.labels
+        merged = []
+        for result, row in zip(results, probabilities, strict=True):
+            topic_scores = dict(result.topic_scores)
+            topic_scores.update({label: float(p) for label, p in zip(labels, row, strict=True)})
+            topics = [(label, score) for label, score in result.topics if label not in labels]
+            topics += [
+                (label, float(p))
+                for label, p in zip(labels, row, strict=True)
+                if p >= thresholds[label]
+            ]
+            topics.sort(key=lambda item: -item[1])
+            merged.append(replace(result, topics=topics, topic_scores=topic_scores))
+        return merged

@@ -197,6 +197,33 @@ class TopicInfo(BaseModel):
     display_name: str
     kind: str | None = None
     threshold: float | None = None
+    source: Literal["model", "definition"] = Field(
+        default="model", description="A trained head of the model, or a story definition file."
+    )
+
+
+class StoryInfo(BaseModel):
+    """A loaded story definition: scored without retraining (``configs/stories/*.yaml``)."""
+
+    label: str
+    display_names: dict[str, str] = Field(description="Arabic (ar) and English (en) names.")
+    description: dict[str, str | None] = Field(description="What the story covers (ar, en).")
+    threshold: float
+    calibrated_on: str | None = Field(
+        description="Labelled data the combiner was fitted on; null: the documented default."
+    )
+    anchors: list[str] = Field(description="Names of the key entities and terms.")
+    positive_examples: int
+    near_miss_examples: int
+    replaces_model_head: bool = Field(
+        description="Whether the model also has a trained head of this name (it is replaced)."
+    )
+
+
+class StoriesResponse(BaseModel):
+    """``GET /v1/stories``."""
+
+    stories: list[StoryInfo]
 
 
 class ModelInfo(BaseModel):

@@ -171,7 +171,8 @@ async def _load_model(app: FastAPI) -> None:
     logger.info("loading model from %s", settings.model_dir)
     try:
         predictor = await anyio.to_thread.run_sync(
-            lambda: load_predictor(settings.model_dir, settings.threads), abandon_on_cancel=True
+            lambda: load_predictor(settings.model_dir, settings.threads, settings.stories),
+            abandon_on_cancel=True,
         )
     except KhabarError as exc:
         logger.error("model failed to load: %s", exc)

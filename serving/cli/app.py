@@ -30,6 +30,7 @@ from serving.cli.predict import (
     load_predictor,
     predict_cli,
 )
+from serving.cli.stories import stories_app
 from serving.errors import KhabarError, MissingExtraError
 
 logger = logging.getLogger(__name__)
@@ -59,6 +60,10 @@ MAX_WAIT_MS_HELP = (
     "Longest a request waits for others to join its model call, in ms (default 5; 0: no wait)."
 )
 LOG_LEVEL_HELP = "Log level of the server (debug, info, warning, error)."
+STORIES_HELP = (
+    "A story definition file or directory (*.yaml) scored beside the shipped stories "
+    "(repeatable); a bad file fails here, before the port opens."
+)
 
 app = typer.Typer(
     name="khabar",
@@ -103,6 +108,9 @@ def serve_cli(
         float | None, typer.Option(help=MAX_WAIT_MS_HELP, min=0, max=1000, metavar="MS")
     ] = None,
     log_level: Annotated[str, typer.Option(help=LOG_LEVEL_HELP)] = "info",
+    stories: Annotated[
+        list[Path] | None, typer.Option("--stories", help=STORIES_HELP, metavar="DIR")
+    ] = None,
 ) -> None:
     """Load the model, then run uvicorn on the app."""
     try:
@@ -125,16 +133,18 @@ def serve_cli(
         "max_queued_requests": max_queued_requests,
         "max_batch_documents": max_batch_documents,
         "max_wait_ms": max_wait_ms,
+        "stories": stories,
     }
     settings = ServerSettings(
         model_dir=model, **{name: value for name, value in given.items() if value is not None}
     )
     logging.getLogger("serving").setLevel(log_level.upper())
-    predictor = load_predictor(settings.model_dir, settings.threads)
+    predictor = load_predictor(settings.model_dir, settings.threads, settings.stories)
     uvicorn.run(create_app(settings, predictor), host=host, port=port, log_level=log_level)
 
 
 training_commands.register(app)
+app.add_typer(stories_app, name="stories")
 
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:

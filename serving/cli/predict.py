@@ -43,7 +43,6 @@ if TYPE_CHECKING:
     from rich.progress import Task
     from rich.text import Text
 
-    from serving.metadata import ModelMetadata
     from serving.predictor import DocumentResult, Predictor
 
 logger = logging.getLogger(__name__)
@@ -67,6 +66,10 @@ TEXT_FIELD_HELP = "JSON key or CSV/TSV column holding the text."
 ID_FIELD_HELP = "JSON key or CSV/TSV column holding the id (default id: FILE:LINE)."
 TEXT_HELP = "Analyse this text and print readable tables (entity groups first) instead of JSON."
 QUIET_HELP = "No progress bar and no summary unless records failed."
+STORIES_HELP = (
+    "A story definition file or a directory of them (*.yaml), scored beside the shipped "
+    "stories without retraining (repeatable); a file named like a shipped story replaces it."
+)
 
 
 class Analyzer(Protocol):
@@ -185,20 +188,32 @@ def _analyze_records(
     return lines
 
 
-def load_predictor(model_dir: Path, threads: int | None = None) -> Predictor:
-    """Load the model, with a hint on how to point khabar at one when it is missing.
+def load_predictor(
+    model_dir: Path, threads: int | None = None, stories: Sequence[Path] = ()
+) -> Predictor:
+    """Load the model and the story definitions (the shipped ones plus ``stories``).
+
+    Definitions are validated before the model loads, so a bad file fails first and
+    fast, with one line naming the file and the field.
 
     Raises:
+        ConfigError: A story definition is invalid.
         ModelLoadError: The directory is missing or not a usable model.
     """
     from serving.predictor import Predictor
+    from serving.stories.schema import load_definitions
+    from serving.stories.scorer import load_story_scorer
 
+    if stories:
+        load_definitions(*stories)
     if not model_dir.is_dir():
         raise ModelLoadError(
             f"model directory not found: {model_dir}; pass --model DIR or set {MODEL_ENV}"
         )
     started = time.perf_counter()
     predictor = Predictor.load(model_dir, threads=threads)
+    if predictor.metadata.topic_labels:
+        predictor = predictor.with_stories(load_story_scorer(stories, threads=threads))
     logger.info("loaded %s in %.1f s", model_dir, time.perf_counter() - started)
     return predictor
 
@@ -227,6 +242,9 @@ def predict_cli(
     id_field: Annotated[str, typer.Option("--id-field", help=ID_FIELD_HELP)] = DEFAULT_ID_FIELD,
     text: Annotated[str | None, typer.Option("--text", help=TEXT_HELP)] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help=QUIET_HELP)] = False,
+    stories: Annotated[
+        list[Path] | None, typer.Option("--stories", help=STORIES_HELP, metavar="DIR")
+    ] = None,
 ) -> None:
     """Check options, load the model, run :func:`predict_records` and report."""
     inputs = inputs or []
@@ -237,9 +255,9 @@ def predict_cli(
             )
         if not text.strip():
             raise typer.BadParameter("the text is empty", param_hint="--text")
-        predictor = load_predictor(model, threads)
+        predictor = load_predictor(model, threads, stories or ())
         result = predictor.analyze([text], ["text"], batch_size=batch_size)[0]
-        _print_tables(result, predictor.metadata, _stdout_console())
+        _print_tables(result, predictor, _stdout_console())
         return
     if not inputs:
         raise typer.BadParameter(
@@ -249,7 +267,7 @@ def predict_cli(
     check_inputs(inputs, fields)
     if output is not None:
         _check_output(output, inputs)
-    predictor = load_predictor(model, threads)
+    predictor = load_predictor(model, threads, stories or ())
 
     show_progress = not quiet and sys.stderr.isatty() and (output is not None or not _stdout_tty())
     started = time.perf_counter()
@@ -336,9 +354,11 @@ def _stdout_console() -> Console:
     return Console()
 
 
-def _print_tables(result: DocumentResult, metadata: ModelMetadata, console: Console) -> None:
+def _print_tables(result: DocumentResult, predictor: Predictor, console: Console) -> None:
     """Entity groups, entities and topic scores of one document as readable tables."""
     from rich.table import Table
+
+    metadata = predictor.metadata
 
     def label_of(label: str) -> str:
         name = metadata.entity_display_names.get(label)
@@ -385,7 +405,7 @@ def _print_tables(result: DocumentResult, metadata: ModelMetadata, console: Cons
         topics.add_row(
             "*" if label in selected else "",
             label,
-            metadata.topic_display_names.get(label, ""),
+            predictor.topic_display_name(label),
             f"{score:.3f}",
             style="bold" if label in selected else None,
         )

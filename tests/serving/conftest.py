@@ -91,6 +91,13 @@ class FakePredictor:
         self.interrupt_on_call = interrupt_on_call
         self.calls: list[list[str]] = []
         self.batch_sizes: list[int] = []
+        self.stories = None
+
+    def topic_display_name(self, label: str) -> str:
+        return self.metadata.topic_display_names.get(label, label)
+
+    def topic_kind(self, label: str) -> str | None:
+        return self.metadata.topic_kinds.get(label)
 
     def analyze(
         self,
@@ -125,6 +132,7 @@ def fake_predictor() -> FakePredictor:
 def fake_model(monkeypatch: pytest.MonkeyPatch, fake_predictor: FakePredictor) -> FakePredictor:
     """Make ``khabar predict`` load the fake instead of a model directory."""
     monkeypatch.setattr(
-        "serving.cli.predict.load_predictor", lambda model_dir, threads=None: fake_predictor
+        "serving.cli.predict.load_predictor",
+        lambda model_dir, threads=None, stories=(): fake_predictor,
     )
     return fake_predictor

@@ -195,6 +195,7 @@ class TestHealthAndModel:
             "display_name": "سياسة",
             "kind": "section",
             "threshold": 0.5,
+            "source": "model",
         }
         assert info["base_encoder"] == {"name": "fake-encoder"}
         assert info["metrics"] == {"ner": {"f1": 0.9}}
@@ -226,7 +227,7 @@ class TestHealthAndModel:
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_predictor
     ) -> None:
         monkeypatch.setattr(
-            "serving.api.app.load_predictor", lambda model_dir, threads: fake_predictor
+            "serving.api.app.load_predictor", lambda model_dir, threads, stories=(): fake_predictor
         )
         with TestClient(create_app(ServerSettings(model_dir=tmp_path))) as client:
             for _ in range(200):

@@ -320,7 +320,7 @@ class TestSettings:
     ) -> None:
         calls: dict[str, object] = {}
         monkeypatch.setattr(
-            "serving.cli.app.load_predictor", lambda model_dir, threads: fake_predictor
+            "serving.cli.app.load_predictor", lambda model_dir, threads, stories=(): fake_predictor
         )
         monkeypatch.setattr("uvicorn.run", lambda app, **kwargs: calls.update(app=app, **kwargs))
         options = ["--max-batch-documents", "8", "--max-wait-ms", "2", "--max-queued-requests", "9"]

@@ -294,7 +294,7 @@ class TestServeCommand:
     ) -> None:
         calls: dict[str, object] = {}
         monkeypatch.setattr(
-            "serving.cli.app.load_predictor", lambda model_dir, threads: fake_predictor
+            "serving.cli.app.load_predictor", lambda model_dir, threads, stories=(): fake_predictor
         )
         monkeypatch.setattr("uvicorn.run", lambda app, **kwargs: calls.update(app=app, **kwargs))
         monkeypatch.setenv("KHABAR_MAX_BODY_BYTES", "1234")
