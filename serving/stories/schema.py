@@ -19,8 +19,9 @@ from serving.errors import ConfigError
 
 STORY_SUFFIXES = (".yaml", ".yml")
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{1,63}$")
-# configs/stories at the repository root: the shipped definitions.
-DEFAULT_STORIES_DIR = Path(__file__).resolve().parents[2] / "configs" / "stories"
+# The shipped definitions live in configs/stories at the repository root; definitions/ here
+# links to them, and the wheel carries them there as package data.
+DEFAULT_STORIES_DIR = Path(__file__).parent / "definitions"
 FEATURES = (
     "sim_positive",
     "sim_margin",
