@@ -265,7 +265,7 @@ def run_load(options: argparse.Namespace) -> dict[str, Any]:
                     total=max(1, event.get("total", 1)),
                 )
 
-        config = run.config_of(options.model, options.config)
+        config = run.config_of(options.model, options.config, options.data)
         data = run.held_out(config, None if options.no_cache else options.cache_dir)
         workload = run.sample_workload(data, options.articles, options.sentences, options.seed)
         articles = [a["text"] for a in workload["articles"]]

@@ -741,31 +741,28 @@ def peak_rss_mb() -> float:
 # --------------------------------------------------------------------------- workload
 
 
-def config_of(model_dir: Path, config_path: Path | None) -> KhabarConfig:
+def config_of(
+    model_dir: Path, config_path: Path | None, data_root: Path | None = None
+) -> KhabarConfig:
     """The recipe whose held-out split is the workload: ``--config`` or the model's own.
 
     Raises:
         ConfigError: No ``--config`` and the model records no training config.
     """
-    from serving.errors import ConfigError
     from serving.metadata import ModelMetadata
-    from training.config import load_config, validate_config
+    from training.config import config_of_model
 
-    if config_path is not None:
-        return load_config(config_path)
-    stored = ModelMetadata.load(model_dir).training.get("config")
-    if not stored:
-        raise ConfigError(f"{model_dir} records no training config: pass --config")
-    return validate_config(stored, f"the config stored in {model_dir}")
+    training = ModelMetadata.load(model_dir).training
+    return config_of_model(training, str(model_dir), config_path, data_root=data_root)
 
 
 def _data_files(config: KhabarConfig) -> list[Path]:
-    files: list[Path] = []
-    if config.entities is not None:
-        files += [config.entities.train] + ([config.entities.test] if config.entities.test else [])
-    if config.topics is not None:
-        files += list(config.topics.ant_paths)
-        files += [p for p in (config.topics.fignews, config.topics.story_rules) if p is not None]
+    """The recipe's corpus files under its data root (those found) and its story rules."""
+    from training.data.corpora import data_names, expand
+
+    files = [path for name in data_names(config) for path in expand(config, name).values()]
+    if config.topics is not None and config.topics.story_rules is not None:
+        files.append(config.recipe_path(config.topics.story_rules))
     return files
 
 
@@ -1466,7 +1463,7 @@ def run_benchmark(options: argparse.Namespace) -> dict[str, Any]:
                     visible=True,
                 )
 
-        config = config_of(options.model, options.config)
+        config = config_of(options.model, options.config, options.data)
         cache_dir = None if options.no_cache else options.cache_dir
         data = held_out(config, cache_dir)
         if not data["articles"]:
@@ -1579,6 +1576,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="YAML",
         help="recipe of the held-out split (default: the one in khabar.json)",
+    )
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="data root of the recipe's corpora (default: $KHABAR_DATA or ../shared/data)",
     )
     parser.add_argument(
         "--out",

@@ -2,12 +2,16 @@
 
 A model directory is self-describing: the ONNX graph(s), ``tokenizer.json``,
 this metadata file and a model card. Serving reads only this file, never the
-training YAML, so a model keeps working when configs change.
+training YAML, so a model keeps working when configs change. The metadata records
+the sha256 of every file the runtime loads, and loading checks them, so a corrupt
+or truncated download is refused with the file's name instead of answering wrongly.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
@@ -22,8 +26,28 @@ TOKENIZER_NAME = "tokenizer.json"
 CARD_NAME = "MODEL_CARD.md"
 FORMAT_VERSION = 1
 MODEL_ENV = "KHABAR_MODEL"
-# models/default at the repository root, beside the ``serving`` package.
-DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[1] / "models" / "default"
+
+
+def default_model_dir() -> Path:
+    """The shipped model, as package data of ``serving``: ``serving/models/default``.
+
+    In a checkout ``serving/models`` is a link to the repository's top-level ``models/``;
+    a wheel holds the files themselves (see ``pyproject.toml``). Both are found here, the
+    same way. ``--model`` and ``KHABAR_MODEL`` take precedence where a model is chosen.
+    """
+    return Path(str(resources.files("serving").joinpath("models", "default")))
+
+
+DEFAULT_MODEL_DIR = default_model_dir()
+
+
+def sha256_of_file(path: Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 class SpecialTokens(BaseModel):
@@ -62,6 +86,8 @@ class ModelMetadata(BaseModel):
     training: dict[str, Any] = Field(default_factory=dict)
     metrics: dict[str, Any] = Field(default_factory=dict)
     versions: dict[str, str] = Field(default_factory=dict)
+    # sha256 of each file the runtime loads, by file name (written by export and ship).
+    file_sha256: dict[str, str] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _check_consistency(self) -> ModelMetadata:
@@ -85,6 +111,46 @@ class ModelMetadata(BaseModel):
     def max_content(self) -> int:
         """Content tokens per window (``max_length`` minus the two special tokens)."""
         return self.max_length - 2
+
+    @property
+    def runtime_files(self) -> list[str]:
+        """The files the runtime may load: every ONNX variant, the tokenizer, the lexical head."""
+        names = [*self.onnx_files.values(), TOKENIZER_NAME]
+        return names + ([self.lexical_head] if self.lexical_head else [])
+
+    def with_file_hashes(self, directory: Path) -> ModelMetadata:
+        """A copy that records the sha256 of every runtime file present in ``directory``."""
+        sums = {
+            name: sha256_of_file(directory / name)
+            for name in self.runtime_files
+            if (directory / name).is_file()
+        }
+        return self.model_copy(update={"file_sha256": sums})
+
+    def verified_file(self, directory: Path, name: str) -> Path:
+        """``directory/name`` after checking it against the sha256 recorded for it.
+
+        A model that records no sums at all (exported before they were recorded) passes
+        unchecked; :meth:`serving.predictor.Predictor.load` warns about it.
+
+        Raises:
+            ModelLoadError: The file is missing, has no recorded sum, or does not match it.
+        """
+        path = directory / name
+        if not path.is_file():
+            raise ModelLoadError(f"{path}: file not found; the model directory is incomplete")
+        if not self.file_sha256:
+            return path
+        expected = self.file_sha256.get(name)
+        if expected is None:
+            raise ModelLoadError(f"{path}: no sha256 recorded for it in {METADATA_NAME}")
+        actual = sha256_of_file(path)
+        if actual != expected:
+            raise ModelLoadError(
+                f"{path}: corrupt or changed (sha256 {actual[:12]}..., {METADATA_NAME} records "
+                f"{expected[:12]}...); reinstall or re-export the model"
+            )
+        return path
 
     def save(self, directory: Path) -> Path:
         """Write the metadata file into ``directory``."""

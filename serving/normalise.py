@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import unicodedata
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from pydantic import BaseModel, ConfigDict
 
@@ -123,3 +124,29 @@ def normalise(text: str, settings: NormaliserSettings | None = None) -> Normalis
         to_original.append(index)
     to_original.append(len(text))
     return Normalised(original=text, text="".join(out), to_original=tuple(to_original))
+
+
+# Every character normalise() can delete or change lies in these ranges.
+_CHANGEABLE = [*range(0x0000, 0x0800), *range(0x2000, 0x2070), 0x3000, 0xFEFF]
+
+
+@lru_cache(maxsize=8)
+def _translation(settings: NormaliserSettings) -> dict[int, str | None]:
+    table: dict[int, str | None] = {}
+    for code in _CHANGEABLE:
+        char = chr(code)
+        out = normalise(char, settings).text
+        if out != char:
+            table[code] = out or None
+    return table
+
+
+def normalised_text(text: str, settings: NormaliserSettings | None = None) -> str:
+    """``normalise(text, settings).text`` without the offset map, at ``str.translate`` speed.
+
+    For comparing names and searching whole articles, where no span is mapped back.
+
+    >>> normalised_text("مُحَمَّـد ٣")
+    'محمد 3'
+    """
+    return text.translate(_translation(settings or NormaliserSettings()))

@@ -18,14 +18,15 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from serving.decode import decode_tags, log_softmax, sigmoid, tags_to_spans, topics_over_threshold
 from serving.errors import ModelLoadError
+from serving.groups import EntityGroup, name_and_group
 from serving.language import too_little_arabic
 from serving.lexical import LexicalHead
 from serving.metadata import TOKENIZER_NAME, ModelMetadata
@@ -34,6 +35,9 @@ from serving.session import ENTITY_OUTPUT, TOPIC_OUTPUT, OnnxSession
 from serving.spans import Entity, to_entities
 from serving.tokenise import Encoded, Word, encode_words, load_tokenizer, split_words
 from serving.windows import Window, merge_document_scores, merge_token_scores, plan_windows
+
+if TYPE_CHECKING:
+    from serving.stories.scorer import StoryScorer
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +84,7 @@ class DocumentResult:
     topics: list[tuple[str, float]]
     topic_scores: dict[str, float]
     n_tokens: int = field(default=0, compare=False)
+    entity_groups: list[EntityGroup] = field(default_factory=list)
     warnings: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
@@ -87,6 +92,7 @@ class DocumentResult:
         return {
             "id": self.id,
             "entities": [entity.to_dict() for entity in self.entities],
+            "entity_groups": [group.to_dict() for group in self.entity_groups],
             "topics": [{"label": label, "score": round(score, 4)} for label, score in self.topics],
             "topic_scores": {label: round(score, 4) for label, score in self.topic_scores.items()},
             "warnings": list(self.warnings),
@@ -101,7 +107,7 @@ def load_lexical_head(model_dir: Path, metadata: ModelMetadata) -> LexicalHead |
     """
     if metadata.lexical_head is None:
         return None
-    head = LexicalHead.load(model_dir / metadata.lexical_head)
+    head = LexicalHead.load(metadata.verified_file(model_dir, metadata.lexical_head))
     if head.bias.shape[0] != len(metadata.topic_labels):
         raise ModelLoadError(
             f"lexical topic head {metadata.lexical_head} has {head.bias.shape[0]} labels; "
@@ -124,6 +130,7 @@ class Predictor:
         session: OnnxSession,
         model_dir: Path | None = None,
         lexical: LexicalHead | None = None,
+        stories: StoryScorer | None = None,
     ) -> None:
         """Assemble a predictor from loaded parts (see :meth:`load`)."""
         self.metadata = metadata
@@ -131,6 +138,7 @@ class Predictor:
         self.session = session
         self.model_dir = model_dir
         self.lexical = lexical
+        self.stories = stories
         self.entity_tags = metadata.entity_tags
 
     @classmethod
@@ -157,11 +165,11 @@ class Predictor:
                 f"model {model_dir} has no {variant!r} variant; "
                 f"it has {sorted(metadata.onnx_files)}"
             )
-        tokenizer_path = model_dir / TOKENIZER_NAME
-        if not tokenizer_path.is_file():
-            raise ModelLoadError(f"{model_dir} has no {TOKENIZER_NAME}")
-        tokenizer = load_tokenizer(tokenizer_path)
-        session = OnnxSession(model_dir / metadata.onnx_files[variant], threads=threads)
+        if not metadata.file_sha256:
+            logger.warning("%s records no file sha256: its files are loaded unchecked", model_dir)
+        tokenizer = load_tokenizer(metadata.verified_file(model_dir, TOKENIZER_NAME))
+        onnx_path = metadata.verified_file(model_dir, metadata.onnx_files[variant])
+        session = OnnxSession(onnx_path, threads=threads)
         return cls(metadata, tokenizer, session, model_dir, load_lexical_head(model_dir, metadata))
 
     def with_metadata(self, metadata: ModelMetadata | None = None, **updates: Any) -> Predictor:
@@ -172,11 +180,34 @@ class Predictor:
             self.session,
             self.model_dir,
             self.lexical,
+            self.stories,
         )
 
     def with_lexical(self, lexical: LexicalHead | None) -> Predictor:
         """The same loaded model with another lexical topic head (or none)."""
-        return Predictor(self.metadata, self.tokenizer, self.session, self.model_dir, lexical)
+        return Predictor(
+            self.metadata, self.tokenizer, self.session, self.model_dir, lexical, self.stories
+        )
+
+    def with_stories(self, stories: StoryScorer | None) -> Predictor:
+        """The same loaded model scoring these story definitions (or none) beside its heads."""
+        return Predictor(
+            self.metadata, self.tokenizer, self.session, self.model_dir, self.lexical, stories
+        )
+
+    def topic_display_name(self, label: str) -> str:
+        """A label's Arabic display name (a story definition's own, else the model's)."""
+        if self.stories is not None:
+            for story in self.stories.stories:
+                if story.name == label:
+                    return story.definition.display_names.ar
+        return self.metadata.topic_display_names.get(label, label)
+
+    def topic_kind(self, label: str) -> str | None:
+        """A label's kind; a label scored by a story definition is a story."""
+        if self.stories is not None and label in self.stories.labels:
+            return "story"
+        return self.metadata.topic_kinds.get(label)
 
     # -- steps -----------------------------------------------------------------
 
@@ -300,13 +331,14 @@ class Predictor:
         return word_logits
 
     def decode(self, prepared: Prepared, scores: Scores, doc_id: str | None) -> DocumentResult:
-        """Turn merged scores into entities (spans into the original text) and topics."""
+        """Turn merged scores into entities (spans into the original text), groups and topics."""
         entities: list[Entity] = []
         if scores.word_logits is not None and len(prepared.words):
             log_probs = log_softmax(scores.word_logits)
             tag_ids = decode_tags(log_probs, self.entity_tags, self.metadata.decoder)
             spans = tags_to_spans(tag_ids, np.exp(log_probs), self.entity_tags)
             entities = to_entities(spans, prepared.words, prepared.normalised)
+        entities, groups = name_and_group(prepared.normalised.original, entities)
         topic_scores: dict[str, float] = {}
         topics: list[tuple[str, float]] = []
         warnings: list[str] = []
@@ -325,6 +357,7 @@ class Predictor:
             topics=topics,
             topic_scores=topic_scores,
             n_tokens=prepared.encoded.n_tokens,
+            entity_groups=groups,
             warnings=tuple(warnings),
         )
 
@@ -374,6 +407,36 @@ class Predictor:
         small request never waits for all of a large one.
         """
         return Analysis(self, prepared, ids, batch_size)
+
+    def add_stories(
+        self, texts: Sequence[str], results: Sequence[DocumentResult]
+    ) -> list[DocumentResult]:
+        """Score the story definitions and put them in ``topics`` and ``topic_scores``.
+
+        A definition named like a trained head replaces that head's score: the
+        definition was measured against it on the project's story set (README).
+        """
+        assert self.stories is not None
+        entities = [[(e.text, e.label) for e in r.entities] for r in results]
+        # The trained heads' own scores are evidence too (see serving/stories/scorer.py).
+        probabilities = self.stories.score(texts, entities, [r.topic_scores for r in results])
+        thresholds = self.stories.thresholds()
+        labels = self.stories.labels
+        merged = []
+        for result, row in zip(results, probabilities, strict=True):
+            topic_scores = dict(result.topic_scores)
+            topic_scores.update({label: float(p) for label, p in zip(labels, row, strict=True)})
+            topics = [(label, score) for label, score in result.topics if label not in labels]
+            if not result.warnings:
+                # A text whose topics cannot be judged gets no stories either.
+                topics += [
+                    (label, float(p))
+                    for label, p in zip(labels, row, strict=True)
+                    if p >= thresholds[label]
+                ]
+            topics.sort(key=lambda item: -item[1])
+            merged.append(replace(result, topics=topics, topic_scores=topic_scores))
+        return merged
 
 
 class Analysis:
@@ -442,8 +505,12 @@ class Analysis:
         ]
 
     def results(self) -> list[DocumentResult]:
-        """One result per document, in order, once :attr:`done`."""
-        return [
+        """One result per document, in order, once :attr:`done`; story scores merged in."""
+        results = [
             self.predictor.decode(item, scores, doc_id)
             for item, scores, doc_id in zip(self.prepared, self.scores(), self.ids, strict=True)
         ]
+        if self.predictor.stories is not None and results:
+            texts = [item.normalised.original for item in self.prepared]
+            results = self.predictor.add_stories(texts, results)
+        return results

@@ -17,12 +17,17 @@ if TYPE_CHECKING:
 
 _EXAMPLE_TEXT = "زار الرئيس ماكرون بيروت أمس"
 _EXAMPLE_ENTITIES: list[dict[str, Any]] = [
-    {"text": "ماكرون", "label": "PER", "start": 11, "end": 17, "score": 0.9912},
-    {"text": "بيروت", "label": "LOC", "start": 18, "end": 23, "score": 0.9874},
+    {"text": "ماكرون", "name": "ماكرون", "label": "PER", "start": 11, "end": 17, "score": 0.9912},
+    {"text": "بيروت", "name": "بيروت", "label": "LOC", "start": 18, "end": 23, "score": 0.9874},
+]
+_EXAMPLE_GROUPS: list[dict[str, Any]] = [
+    {"name": "ماكرون", "label": "PER", "mentions": [0], "count": 1, "first": 11, "salience": 0.5},
+    {"name": "بيروت", "label": "LOC", "mentions": [1], "count": 1, "first": 18, "salience": 0.5},
 ]
 _EXAMPLE_RESULT: dict[str, Any] = {
     "id": "doc-1",
     "entities": _EXAMPLE_ENTITIES,
+    "entity_groups": _EXAMPLE_GROUPS,
     "topics": [{"label": "politics", "score": 0.9731}],
     "topic_scores": {"politics": 0.9731, "sports": 0.0112},
     "warnings": [],
@@ -38,10 +43,30 @@ class EntityOut(BaseModel):
     """A named entity; ``text == sent_text[start:end]`` always holds."""
 
     text: str = Field(description="The entity exactly as it appears in the text sent.")
+    name: str = Field(
+        description="Clean name: leading clitics (و ف ب ل ك, لل→ال) removed when what is left "
+        "is a known name, diacritics and tatweel removed, hamza kept as written."
+    )
     label: str = Field(description="Entity type, one of the model's entity_types.")
     start: int = Field(ge=0, description="First character, counted in the text sent.")
     end: int = Field(ge=0, description="One past the last character (half-open span).")
     score: float = Field(ge=0.0, le=1.0, description="Mean tag probability over the span.")
+
+
+class EntityGroupOut(BaseModel):
+    """Mentions of one entity in the document (same name, or one name inside the other)."""
+
+    name: str = Field(description="The fullest clean name among the mentions.")
+    label: str = Field(description="The mentions' most frequent entity type.")
+    mentions: list[int] = Field(description="Indices into `entities`, in text order.")
+    count: int = Field(ge=1, description="Number of mentions.")
+    first: int = Field(ge=0, description="Start offset of the first mention.")
+    salience: float = Field(
+        ge=0.0,
+        le=1.0,
+        description="Share of the document's weighted mentions (title 3, lead 2, rest 1); "
+        "the saliences of a document add up to 1.",
+    )
 
 
 class TopicOut(BaseModel):
@@ -58,6 +83,9 @@ class DocumentResultOut(BaseModel):
 
     id: str | None = Field(description="The id sent with the document, if any.")
     entities: list[EntityOut]
+    entity_groups: list[EntityGroupOut] = Field(
+        description="Mentions grouped by entity, most salient first."
+    )
     topics: list[TopicOut] = Field(description="Topics over their thresholds, best first.")
     topic_scores: dict[str, float] = Field(description="Score of every topic label.")
     warnings: list[str] = Field(
@@ -193,6 +221,33 @@ class TopicInfo(BaseModel):
     display_name: str
     kind: str | None = None
     threshold: float | None = None
+    source: Literal["model", "definition"] = Field(
+        default="model", description="A trained head of the model, or a story definition file."
+    )
+
+
+class StoryInfo(BaseModel):
+    """A loaded story definition: scored without retraining (``configs/stories/*.yaml``)."""
+
+    label: str
+    display_names: dict[str, str] = Field(description="Arabic (ar) and English (en) names.")
+    description: dict[str, str | None] = Field(description="What the story covers (ar, en).")
+    threshold: float
+    calibrated_on: str | None = Field(
+        description="Labelled data the combiner was fitted on; null: the documented default."
+    )
+    anchors: list[str] = Field(description="Names of the key entities and terms.")
+    positive_examples: int
+    near_miss_examples: int
+    replaces_model_head: bool = Field(
+        description="Whether the model also has a trained head of this name (it is replaced)."
+    )
+
+
+class StoriesResponse(BaseModel):
+    """``GET /v1/stories``."""
+
+    stories: list[StoryInfo]
 
 
 class ModelInfo(BaseModel):

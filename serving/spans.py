@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from serving.decode import WordSpan
@@ -15,7 +15,9 @@ from serving.tokenise import Word
 class Entity:
     """A named entity with half-open ``[start, end)`` offsets into the text the user sent.
 
-    ``text == original[start:end]`` always holds.
+    ``text == original[start:end]`` always holds. ``name`` is the clean name
+    (clitics and marks off, see :mod:`serving.names`), set once the whole article's
+    mentions are known; empty until then.
     """
 
     text: str
@@ -23,12 +25,18 @@ class Entity:
     start: int
     end: int
     score: float
+    name: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON form with the score rounded for output."""
-        data = asdict(self)
-        data["score"] = round(self.score, 4)
-        return data
+        return {
+            "text": self.text,
+            "name": self.name,
+            "label": self.label,
+            "start": self.start,
+            "end": self.end,
+            "score": round(self.score, 4),
+        }
 
 
 def to_entities(

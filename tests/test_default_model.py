@@ -34,6 +34,15 @@ def top_section_is(predictor: Predictor, text: str, expected: str):
     return result
 
 
+def test_shipped_model_records_file_sums_and_no_machine_path():
+    text = (DEFAULT_MODEL_DIR / "khabar.json").read_text(encoding="utf-8")
+    assert '"/' not in text
+    metadata = ModelMetadata.load(DEFAULT_MODEL_DIR)
+    assert set(metadata.file_sha256) == set(metadata.runtime_files)
+    files = metadata.training["data_files"]
+    assert files and all(not name.startswith("/") and len(h) == 64 for name, h in files.items())
+
+
 def test_shipped_model_is_small_and_int8():
     metadata = ModelMetadata.load(DEFAULT_MODEL_DIR)
     assert metadata.default_variant == "int8"

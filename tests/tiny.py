@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from pathlib import Path
 
 from training.data.topics import ANT_SECTION_MAP, TOPIC_LABELS
@@ -285,20 +287,33 @@ def build_tiny_encoder(directory: Path, family: str = "wordpiece") -> Path:
     return directory
 
 
+def data_root(corpora: dict[str, Path]) -> Path:
+    """The directory every tiny corpus file lies under: the recipe's data root."""
+    return Path(os.path.commonpath([str(path.parent) for path in corpora.values()]))
+
+
 def write_config(root: Path, encoder: Path, corpora: dict[str, Path], **extra: object) -> Path:
-    """A recipe over the tiny corpora and encoder."""
+    """A recipe over the tiny corpora and encoder, naming the corpora under their data root."""
     import yaml
 
+    data = data_root(corpora)
+
+    def name(key: str) -> str:
+        return corpora[key].relative_to(data).as_posix()
+
     repo = Path(__file__).resolve().parents[1]
+    shutil.copy(repo / "configs" / "stories.yaml", root / "stories.yaml")
     config = {
         "name": "khabar-tiny",
+        "data_root": str(data),
         "encoder": {"name": str(encoder), "dropout": 0.0},
         "entities": {
             "types": ["PER", "ORG", "LOC", "MISC"],
             "display_names": {"PER": "شخص", "LOC": "مكان"},
-            "train": str(corpora["ner_train"]),
-            "test": str(corpora["ner_test"]),
+            "train": name("ner_train"),
+            "test": name("ner_test"),
             "dev_fraction": 0.2,
+            "packing": {"copies": 1, "min_tokens": 8},
         },
         "topics": {
             "labels": list(TOPIC_LABELS),
@@ -313,10 +328,10 @@ def write_config(root: Path, encoder: Path, corpora: dict[str, Path], **extra: o
                 "middle_east_conflict": "story",
                 "russia_ukraine": "story",
             },
-            "ant_paths": [str(corpora["ant"])],
+            "ant_paths": [name("ant")],
             "section_map": dict(ANT_SECTION_MAP),
-            "story_rules": str(repo / "configs" / "stories.yaml"),
-            "fignews": str(corpora["fignews"]),
+            "story_rules": "stories.yaml",
+            "fignews": name("fignews"),
             "split": {"train": 0.6, "dev": 0.2, "test": 0.2},
         },
         "windows": {"max_length": 24, "stride": 6, "topic_train_max_length": 24},

@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from serving.errors import ConfigError
 from serving.metadata import CARD_NAME, ModelMetadata
+from training.config import KhabarConfig
 
 LICENCES = """\
 - Entities: ANERcorp (Benajiba & Rosso 2007; CAMeL Lab release), CC BY-SA 4.0.
@@ -29,7 +31,30 @@ def _entity_section(title: str, report: dict[str, Any]) -> str:
     rows.append(
         ["**micro**", report["precision"], report["recall"], f"**{report['micro_f1']}**", ""]
     )
-    return f"### {title}\n\n" + _table(rows, ["type", "P", "R", "F1", "support"])
+    body = _table(rows, ["type", "P", "R", "F1", "support"])
+    by_document = report.get("by_document")
+    if by_document:
+        size = report.get("sentences_per_document")
+        types = sorted(next(iter(by_document.values()))["per_type"])
+        doc_rows = [
+            [
+                f"**{n}**" if int(n) == size else n,
+                r["precision"],
+                r["recall"],
+                f"**{r['micro_f1']}**" if int(n) == size else r["micro_f1"],
+                *(r["per_type"].get(t, {}).get("f1", "") for t in types),
+            ]
+            for n, r in sorted(by_document.items(), key=lambda item: int(item[0]))
+        ]
+        header = ["sentences per document", "P", "R", "micro-F1", *(f"{t} F1" for t in types)]
+        body = (
+            "Consecutive sentences packed into documents (single spaces), as users send "
+            f"articles; the headline is {size} sentences per document:\n\n"
+            + _table(doc_rows, header)
+            + f"\n\nPer type at {size} sentences per document:\n\n"
+            + body
+        )
+    return f"### {title}\n\n" + body
 
 
 def _topic_section(title: str, report: dict[str, Any], metadata: ModelMetadata) -> str:
@@ -90,7 +115,7 @@ def _dev_choices(metadata: ModelMetadata) -> str:
                     "kept" if record.get("saved") else "",
                 ]
             )
-        header = ["epoch", "entity F1", "section acc.", "topic micro-F1", "checkpoint"]
+        header = ["epoch", "entity F1 (documents)", "section acc.", "topic micro-F1", "checkpoint"]
         lines.append("Per epoch (torch, through the serving predictor):\n")
         lines.append(_table(rows, header) + "\n")
     refit = metadata.training.get("topic_refit") or {}
@@ -181,6 +206,15 @@ def render_card(metadata: ModelMetadata, notes: str = "") -> str:
                 f"- vocabulary trimmed {vocab['original_size']} -> {vocab['size']} pieces; "
                 f"{vocab['corpus_tokens_checked_one_to_one']} corpus tokens checked one-to-one"
             )
+    ratio = metrics.get("tokens_per_word")
+    if ratio:
+        parts.append(
+            "- tokens per word on FIGNEWS 2024 (2023-24 posts; serving's word split): "
+            f"{ratio['model']:.3f} with the shipped tokenizer vs {ratio['base']:.3f} with "
+            f"the untrimmed base tokenizer ({ratio['words']} words); Arabic words "
+            f"{ratio.get('arabic_model', 0):.3f} vs {ratio.get('arabic_base', 0):.3f} "
+            f"({ratio.get('arabic_words', 0)} words)"
+        )
     if metadata.lexical_head:
         parts.append(f"- lexical topic head: `{metadata.lexical_head}` (TF-IDF over word pieces)")
     parts.append(f"- thresholds: {metadata.thresholds}\n")
@@ -190,6 +224,13 @@ def render_card(metadata: ModelMetadata, notes: str = "") -> str:
                 parts.append(
                     _entity_section(f"Entities, {split} ({variant})", report["entity"]) + "\n"
                 )
+            if "fignews_entity" in report:
+                fig = report["fignews_entity"]
+                title = (
+                    f"Entities, FIGNEWS 2024 posts annotated by the project, {split} ({variant}; "
+                    f"{fig['n_documents']} posts, {fig['n_gold']} mentions, exact spans)"
+                )
+                parts.append(_entity_section(title, fig) + "\n")
             if "topic" in report:
                 parts.append(
                     _topic_section(f"Topics, {split} ({variant})", report["topic"], metadata) + "\n"
@@ -215,3 +256,19 @@ def write_card(directory: Path, metadata: ModelMetadata, notes: str = "") -> Pat
     path = directory / CARD_NAME
     path.write_text(render_card(metadata, notes), encoding="utf-8")
     return path
+
+
+def card_notes(config: KhabarConfig) -> str:
+    """The recipe's hand-written card notes (``card_notes``), or nothing if it names none.
+
+    Raises:
+        ConfigError: The recipe names a notes file that is not there.
+    """
+    if config.card_notes is None:
+        return ""
+    path = config.recipe_path(config.card_notes)
+    if not path.is_file():
+        raise ConfigError(
+            f"card notes {config.card_notes} (named by the recipe) not found at {path}"
+        )
+    return path.read_text(encoding="utf-8")

@@ -1,4 +1,4 @@
-"""The work behind ``khabar train``, ``khabar export`` and ``khabar evaluate``.
+"""The work behind ``khabar train``, ``khabar export``, ``khabar evaluate`` and ``khabar data``.
 
 Plain functions that tests call directly; ``serving/cli/training_commands.py``
 wraps them in typer commands and imports this module only when one is run.
@@ -14,11 +14,20 @@ from typing import Any
 from serving.errors import ConfigError
 from serving.metadata import ModelMetadata
 from serving.predictor import Predictor
-from training.card import write_card
-from training.config import UNCAPPED_TOPICS, KhabarConfig, load_config, validate_config
+from training.card import card_notes, write_card
+from training.config import (
+    UNCAPPED_TOPICS,
+    KhabarConfig,
+    config_of_model,
+    load_config,
+    portable_training_record,
+    validate_config,
+)
 from training.data.corpora import Corpora, load_corpora
+from training.data.entity_spans import read_span_documents
 from training.evaluate import (
     entity_document_report,
+    span_report,
     topic_probabilities,
     topic_report,
     tune_thresholds,
@@ -27,23 +36,18 @@ from training.evaluate import (
 logger = logging.getLogger(__name__)
 
 
-def run_train(config_path: Path, output: Path, overrides: list[str], progress: bool = True) -> Path:
+def run_train(
+    config_path: Path,
+    output: Path,
+    overrides: list[str],
+    progress: bool = True,
+    data_root: Path | None = None,
+) -> Path:
     """Train the recipe at ``config_path`` into the run directory ``output``."""
     from training.trainer import train
 
-    config = load_config(config_path, overrides)
+    config = load_config(config_path, overrides, data_root)
     return train(config, output, show_progress=progress)
-
-
-def _config_of(
-    metadata: ModelMetadata, config_path: Path | None, overrides: list[str]
-) -> KhabarConfig:
-    if config_path is not None:
-        return load_config(config_path, overrides)
-    stored = metadata.training.get("config")
-    if not stored:
-        raise ConfigError("this model records no training config: pass --config")
-    return validate_config(stored, "the model's stored config", overrides)
 
 
 def evaluate_model(
@@ -55,6 +59,13 @@ def evaluate_model(
     if predictor.metadata.entity_types and sentences:
         sizes = config.entities.document_sentences if config.entities else [1]
         report["entity"] = entity_document_report(predictor, sentences, sizes)
+    entities = config.entities
+    if predictor.metadata.entity_types and entities and entities.fignews_annotations:
+        annotations = config.recipe_path(entities.fignews_annotations) / f"{split}.jsonl"
+        texts = config.root / entities.fignews_texts if entities.fignews_texts else None
+        if annotations.is_file() and texts is not None and texts.is_file():
+            documents = read_span_documents(annotations, texts, list(entities.types))
+            report["fignews_entity"] = span_report(predictor, documents)
     examples = getattr(corpora, f"topic_{split}")
     if predictor.metadata.topic_labels and examples and config.topics is not None:
         probabilities = topic_probabilities(predictor, examples)
@@ -69,20 +80,36 @@ def evaluate_model(
 
 
 def run_export(
-    run_dir: Path, output: Path, overrides: list[str], threads: int | None = None
+    run_dir: Path,
+    output: Path,
+    overrides: list[str],
+    threads: int | None = None,
+    data_root: Path | None = None,
+    force: bool = False,
 ) -> ModelMetadata:
-    """Export a run, tune topic thresholds on dev with the shipped variant, record dev metrics."""
+    """Export a run, tune topic thresholds on dev with the shipped variant, record dev metrics.
+
+    Raises:
+        ConfigError: ``output`` holds files and ``force`` is not set.
+    """
     from training.export import corpus_words, export_run, read_run
 
+    if output.exists() and (not output.is_dir() or any(output.iterdir())) and not force:
+        raise ConfigError(f"{output} is not empty: choose another --output or pass --force")
     run = read_run(run_dir)
     # The caps on topic articles are a training budget; export fits and tunes on everything.
     uncapped = list(UNCAPPED_TOPICS) if run["config"].get("topics") else []
-    config = validate_config(run["config"], f"{run_dir}/run.json", [*uncapped, *overrides])
+    config = validate_config(
+        run["config"], f"{run_dir}/run.json", [*uncapped, *overrides], data_root
+    )
     draft = ModelMetadata.model_validate(run["metadata"])
     # Trimming reads training and dev text only: a test text must never shape the model.
     corpora = load_corpora(config, with_test=False)
     corpus = corpus_words(corpora.texts(), draft) if config.export.trim_vocab else None
     metadata, _ = export_run(run_dir, output, config.export, corpus)
+    metadata = _record_tokens_per_word(output, metadata, config)
+    metadata = metadata.with_file_hashes(output)  # every later load checks the files
+    metadata.save(output)
     if config.topics is not None and config.topics.lexical_head and corpora.topic_dev:
         metadata = add_lexical_head(output, metadata, config, corpora, threads)
 
@@ -93,8 +120,51 @@ def run_export(
         (output / metadata.onnx_files["fp32"]).unlink()
         files = {k: v for k, v in metadata.onnx_files.items() if k != "fp32"}
         metadata = metadata.model_copy(update={"onnx_files": files})
+    training = portable_training_record(metadata.training, config.root)
+    metadata = metadata.model_copy(update={"training": training}).with_file_hashes(output)
     metadata.save(output)
-    write_card(output, metadata, _card_notes(config))
+    write_card(output, metadata, card_notes(config))
+    return metadata
+
+
+def _record_tokens_per_word(
+    output: Path, metadata: ModelMetadata, config: KhabarConfig
+) -> ModelMetadata:
+    """Tokens per word on FIGNEWS 2024 (post-2020 text) with the model's and the base tokenizer."""
+    from tokenizers import Tokenizer
+
+    from training.data.topics import read_jsonl
+    from training.encoders import resolve_encoder
+    from training.export import corpus_words
+    from training.vocab import is_arabic_script, tokens_per_word
+
+    name = config.entities.fignews_texts if config.entities else None
+    name = name or (config.topics.fignews if config.topics else None)
+    texts_path = config.root / name if name is not None else None
+    base = Path(resolve_encoder(config.encoder.name)) / "tokenizer.json"
+    if texts_path is None or not texts_path.is_file() or not base.is_file():
+        return metadata
+    words = corpus_words([str(r["text"]) for _, r in read_jsonl(texts_path, ("text",))], metadata)
+    model = Tokenizer.from_file(str(output / "tokenizer.json"))
+    original = Tokenizer.from_file(str(base))
+    arabic = [[w for w in doc if is_arabic_script(w)] for doc in words]
+    model_ratio, n_words = tokens_per_word(model, words)
+    base_ratio, _ = tokens_per_word(original, words)
+    model_arabic, n_arabic = tokens_per_word(model, arabic)
+    base_arabic, _ = tokens_per_word(original, arabic)
+    ratio = {
+        "model": round(model_ratio, 4),
+        "base": round(base_ratio, 4),
+        "words": n_words,
+        "arabic_model": round(model_arabic, 4),
+        "arabic_base": round(base_arabic, 4),
+        "arabic_words": n_arabic,
+    }
+    logger.info("tokens per word on FIGNEWS: %s", ratio)
+    metadata = metadata.model_copy(
+        update={"metrics": {**metadata.metrics, "tokens_per_word": ratio}}
+    )
+    metadata.save(output)
     return metadata
 
 
@@ -125,7 +195,7 @@ def add_lexical_head(
             "lexical_head": LEXICAL_FILE if head is not None else None,
             "training": {**metadata.training, "lexical_head": report},
         }
-    )
+    ).with_file_hashes(output)
     metadata.save(output)
     return metadata
 
@@ -220,13 +290,6 @@ def _headline(report: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _card_notes(config: KhabarConfig) -> str:
-    notes_path = config.card_notes
-    if notes_path is None:
-        return ""
-    return Path(notes_path).read_text(encoding="utf-8")
-
-
 def run_evaluate(
     model_dir: Path,
     config_path: Path | None,
@@ -236,13 +299,14 @@ def run_evaluate(
     record: bool = False,
     baseline: bool = False,
     threads: int | None = None,
+    data_root: Path | None = None,
 ) -> dict[str, Any]:
     """Evaluate an exported model on a split; optionally record it in metadata and card."""
     if split not in ("dev", "test"):
         raise ConfigError(f"split must be 'dev' or 'test', not {split!r}")
     predictor = Predictor.load(model_dir, threads=threads, variant=variant)
     metadata = predictor.metadata
-    config = _config_of(metadata, config_path, overrides)
+    config = config_of_model(metadata.training, str(model_dir), config_path, overrides, data_root)
     corpora = load_corpora(config, with_test=split == "test")
     report = evaluate_model(predictor, config, corpora, split)
     if baseline and "topic" in report and config.topics is not None:
@@ -255,6 +319,8 @@ def run_evaluate(
                 config.model_dump(mode="json"),
                 "baseline",
                 ["topics.max_train_examples=null", "entities=null"],
+                config.root,
+                config.recipe_dir,
             ),
             with_test=False,
         )
@@ -266,32 +332,37 @@ def run_evaluate(
         metrics = dict(metadata.metrics)
         metrics.setdefault(split, {})
         metrics[split] = {**metrics[split], chosen: report}
-        metadata = metadata.model_copy(update={"metrics": metrics})
+        # The held-out files behind these figures join the record; training's entries stay.
+        files = {**corpora.files, **metadata.training.get("data_files", {})}
+        training = {**metadata.training, "data_files": files} if metadata.training else {}
+        metadata = metadata.model_copy(update={"metrics": metrics, "training": training})
         metadata.save(model_dir)
-        write_card(model_dir, metadata, _card_notes(config))
+        write_card(model_dir, metadata, card_notes(config))
     return report
 
 
-def run_ship(source: Path, target: Path) -> ModelMetadata:
-    """Copy a model directory with only its default ONNX variant, for shipping in git.
+def run_data_check(
+    config_path: Path | None, model_dir: Path, data_root: Path | None = None
+) -> tuple[str, bool]:
+    """Check the corpora of a recipe against the sums the model records.
 
-    Every recorded metric (fp32 figures included) stays in the metadata and card.
+    Args:
+        config_path: The recipe; default ``configs/default.yaml`` in a checkout, else
+            the recipe recorded in the model.
+        model_dir: The model whose recorded data sums are expected (the shipped one).
+        data_root: The ``--data`` flag.
+
+    Returns:
+        The report and whether every file is there and matches.
     """
-    import shutil
+    from training.config import RECIPES_DIR, portable_data_files
+    from training.data.check import check_data, complete, render
 
-    metadata = ModelMetadata.load(source)
-    variant = metadata.default_variant
-    files = {variant: metadata.onnx_files[variant]}
-    staging = target.with_name(f".{target.name}.staging")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    extra = [metadata.lexical_head] if metadata.lexical_head else []
-    for name in (files[variant], "tokenizer.json", *extra):
-        shutil.copy2(source / name, staging / name)
-    metadata = metadata.model_copy(update={"onnx_files": files})
-    metadata.save(staging)
-    config = _config_of(metadata, None, [])
-    write_card(staging, metadata, _card_notes(config))
-    shutil.rmtree(target, ignore_errors=True)
-    staging.rename(target)
-    return metadata
+    metadata = ModelMetadata.load(model_dir)
+    default_recipe = RECIPES_DIR / "default.yaml"
+    if config_path is None and default_recipe.is_file():
+        config_path = default_recipe
+    config = config_of_model(metadata.training, str(model_dir), config_path, [], data_root)
+    recorded = metadata.training.get("data_files", {})
+    checked = check_data(config, portable_data_files(recorded, config.root))
+    return render(checked, config), complete(checked)

@@ -1,13 +1,21 @@
 """Typed training recipes: ``configs/*.yaml`` loaded into frozen pydantic models.
 
 A typo in a config is an error naming the file and the field, never a silently
-ignored key. Relative data paths resolve against the config file's directory, so
-a recipe works from any working directory.
+ignored key.
+
+Corpora are named relative to a *data root*, so that a recipe, a run and a shipped
+model never carry one machine's paths. The root is, first to last: the ``--data``
+flag, the ``KHABAR_DATA`` environment variable, ``data_root`` in the recipe
+(relative to the recipe's directory), else ``../shared/data`` beside the repository
+(this project's own layout). Recipe files (story rules, card notes) resolve against
+the recipe's directory; a config stored in a run or a model resolves them against
+the project's ``configs/``. Neither directory is ever recorded.
 """
 
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -16,6 +24,25 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from serving.errors import ConfigError
 from serving.normalise import NormaliserSettings
+
+DATA_ENV = "KHABAR_DATA"
+_REPO = Path(__file__).resolve().parents[1]
+# Where this project keeps its corpora: ../shared/data beside the repository.
+DEFAULT_DATA_ROOT = _REPO.parent / "shared" / "data"
+# Where story rules and card notes named by a stored (recorded) config are looked up.
+RECIPES_DIR = _REPO / "configs"
+
+
+def resolve_data_root(flag: Path | str | None = None, configured: Path | str | None = None) -> Path:
+    """The data root, made absolute.
+
+    First to last: ``flag`` (``--data``), ``$KHABAR_DATA``, ``configured`` (the recipe's
+    ``data_root``), :data:`DEFAULT_DATA_ROOT`.
+    """
+    for candidate in (flag, os.environ.get(DATA_ENV) or None, configured):
+        if candidate:
+            return Path(candidate).expanduser().resolve()
+    return DEFAULT_DATA_ROOT
 
 
 class _Frozen(BaseModel):
@@ -60,6 +87,12 @@ class EntityConfig(_Frozen):
     dev_fraction: float = Field(0.1, gt=0, lt=1)
     max_train_sentences: int | None = None
     packing: EntityPacking | None = None
+    fignews_annotations: Path | None = Field(
+        None,
+        description="Directory with the project's FIGNEWS entity set (dev.jsonl, test.jsonl: "
+        "stand-off spans); the texts are read from fignews_texts.",
+    )
+    fignews_texts: Path | None = None
     document_sentences: list[int] = Field(
         default_factory=lambda: [1, 5, 20],
         description="Evaluation packs consecutive sentences into documents of these sizes; "
@@ -189,12 +222,28 @@ class KhabarConfig(_Frozen):
     export: ExportConfig = Field(default_factory=ExportConfig)
     decoder: Literal["viterbi", "argmax"] = "viterbi"
     card_notes: Path | None = None
+    # Set when a config is loaded, never recorded: both are one machine's directories.
+    data_root: Path | None = Field(
+        None, exclude=True, description="Directory the corpus paths are relative to."
+    )
+    recipe_dir: Path | None = Field(
+        None, exclude=True, description="Directory story rules and card notes resolve against."
+    )
 
     @model_validator(mode="after")
     def _has_a_head(self) -> KhabarConfig:
         if self.entities is None and self.topics is None:
             raise ValueError("a config needs 'entities', 'topics' or both")
         return self
+
+    @property
+    def root(self) -> Path:
+        """The data root this config reads its corpora from."""
+        return self.data_root if self.data_root is not None else resolve_data_root()
+
+    def recipe_path(self, name: Path) -> Path:
+        """A recipe file (story rules, card notes) as a path on this machine."""
+        return name if name.is_absolute() else (self.recipe_dir or RECIPES_DIR) / name
 
 
 # Overrides that lift the topic-article caps (a fine-tuning budget) for refit and export.
@@ -227,50 +276,111 @@ def parse_overrides(overrides: list[str]) -> dict[str, Any]:
     return parsed
 
 
-def _resolve_paths(data: dict[str, Any], base: Path) -> None:
-    def fix(value: Any) -> Any:
-        if value is None:
-            return None
-        path = Path(value)
-        return str(path if path.is_absolute() else (base / path).resolve())
+# Corpus paths of a recipe, relative to the data root: (section, key) pairs and the list.
+DATA_FIELDS = (
+    ("entities", "train"),
+    ("entities", "test"),
+    ("entities", "fignews_texts"),
+    ("topics", "fignews"),
+)
+DATA_LISTS = (("topics", "ant_paths"),)
 
-    entities = data.get("entities")
-    if isinstance(entities, dict):
-        for key in ("train", "test"):
-            if key in entities:
-                entities[key] = fix(entities[key])
-    topics = data.get("topics")
-    if isinstance(topics, dict):
-        for key in ("story_rules", "fignews"):
-            if key in topics:
-                topics[key] = fix(topics[key])
-        if isinstance(topics.get("ant_paths"), list):
-            expanded: list[str] = []
-            for pattern in topics["ant_paths"]:
-                resolved = Path(fix(pattern))
-                if any(ch in resolved.name for ch in "*?["):
-                    matches = sorted(resolved.parent.glob(resolved.name))
-                    if not matches:
-                        raise ConfigError(f"ant_paths pattern {pattern!r} matches no file")
-                    expanded += [str(m) for m in matches]
-                else:
-                    expanded.append(str(resolved))
-            topics["ant_paths"] = expanded
-    if data.get("card_notes"):
-        data["card_notes"] = fix(data["card_notes"])
+
+def data_name(path: Path | str, root: Path) -> str:
+    """``path`` as a name under ``root`` (POSIX separators), as recipes and records hold it.
+
+    Raises:
+        ConfigError: ``path`` is absolute and not under ``root``.
+    """
+    path = Path(path)
+    if not path.is_absolute():
+        return path.as_posix()
+    try:
+        return path.resolve().relative_to(root).as_posix()
+    except ValueError:
+        raise ConfigError(
+            f"data file {path} is not under the data root {root}: name corpora relative to "
+            f"the data root (--data, {DATA_ENV} or data_root)"
+        ) from None
+
+
+def recipe_name(path: Path | str) -> str:
+    """How a record names a recipe file (story rules, card notes).
+
+    As the recipe wrote it, or by its file name when that was an absolute path: a stored
+    config looks it up in the project's configs/.
+    """
+    path = Path(path)
+    return path.name if path.is_absolute() else path.as_posix()
+
+
+def _relative_data_paths(data: dict[str, Any], root: Path) -> None:
+    """Rewrite corpus paths as names under ``root`` (older runs recorded absolute paths)."""
+    for section, key in DATA_FIELDS:
+        node = data.get(section)
+        if isinstance(node, dict) and node.get(key) is not None:
+            node[key] = data_name(node[key], root)
+    for section, key in DATA_LISTS:
+        node = data.get(section)
+        if isinstance(node, dict) and isinstance(node.get(key), list):
+            node[key] = [data_name(item, root) for item in node[key]]
+
+
+def portable_training_record(training: dict[str, Any], root: Path) -> dict[str, Any]:
+    """A model's ``training`` record without machine paths.
+
+    Corpus paths of the stored config and the keys of ``data_files`` become names under
+    ``root``; recipe files become names looked up in the project's configs/. Records of
+    older runs held absolute paths; new ones already hold names and pass unchanged.
+    """
+    training = copy.deepcopy(training)
+    config = training.get("config")
+    if isinstance(config, dict):
+        _relative_data_paths(config, root)
+        topics = config.get("topics")
+        if isinstance(topics, dict) and topics.get("story_rules"):
+            topics["story_rules"] = recipe_name(topics["story_rules"])
+        if config.get("card_notes"):
+            config["card_notes"] = recipe_name(config["card_notes"])
+    if isinstance(training.get("data_files"), dict):
+        training["data_files"] = portable_data_files(training["data_files"], root)
+    return training
+
+
+def portable_data_files(files: dict[str, str], root: Path) -> dict[str, str]:
+    """Recorded data sha256s keyed by names under ``root`` (older records held paths)."""
+    portable: dict[str, str] = {}
+    for name, digest in files.items():
+        try:
+            portable[data_name(name, root)] = digest
+        except ConfigError:  # not under the root: a recipe file (story rules)
+            portable[recipe_name(name)] = digest
+    return portable
+
+
+def _resolve_recipe_paths(data: dict[str, Any], base: Path) -> None:
+    """Resolve the data root and a local encoder directory against the recipe's directory.
+
+    Corpus, story-rule and card-note paths stay as written (names, not machine paths).
+    """
+    if data.get("data_root"):
+        data["data_root"] = str((base / Path(data["data_root"]).expanduser()).resolve())
     encoder = data.get("encoder")
     if isinstance(encoder, dict) and isinstance(encoder.get("name"), str):
         name = encoder["name"]
         if name.startswith((".", "/")) and (base / name).exists():
-            encoder["name"] = fix(name)
+            encoder["name"] = str((base / name).resolve())
 
 
-def load_config(path: Path, overrides: list[str] | None = None) -> KhabarConfig:
+def load_config(
+    path: Path, overrides: list[str] | None = None, data_root: Path | None = None
+) -> KhabarConfig:
     """Load a YAML recipe, apply dotted overrides, and validate it.
 
     Args:
         path: The YAML file.
         overrides: ``section.key=value`` strings (``training.epochs=1``).
+        data_root: The ``--data`` flag, which wins over ``$KHABAR_DATA`` and ``data_root``.
 
     Raises:
         ConfigError: The file is missing, not YAML, or fails validation; the
@@ -287,14 +397,25 @@ def load_config(path: Path, overrides: list[str] | None = None) -> KhabarConfig:
         raise ConfigError(f"{path}: expected a mapping at the top level")
     for dotted, value in parse_overrides(overrides or []).items():
         _set_dotted(data, dotted, value)
-    _resolve_paths(data, path.parent)
-    return validate_config(data, str(path))
+    _resolve_recipe_paths(data, path.parent.resolve())
+    return validate_config(data, str(path), data_root=data_root, recipe_dir=path.parent.resolve())
 
 
 def validate_config(
-    data: dict[str, Any], source: str, overrides: list[str] | None = None
+    data: dict[str, Any],
+    source: str,
+    overrides: list[str] | None = None,
+    data_root: Path | None = None,
+    recipe_dir: Path | None = None,
 ) -> KhabarConfig:
     """Validate a config mapping (after applying dotted overrides), naming ``source`` on error.
+
+    Args:
+        data: The mapping: a recipe's YAML or a config recorded by a run or a model.
+        source: What to name in error messages.
+        overrides: ``section.key=value`` strings.
+        data_root: The ``--data`` flag (see :func:`resolve_data_root`).
+        recipe_dir: Where story rules and card notes resolve (default: the project's configs/).
 
     Raises:
         ConfigError: A field is unknown or invalid; the message names source and field.
@@ -303,9 +424,43 @@ def validate_config(
     data = copy.deepcopy(data)
     for dotted, value in parse_overrides(overrides or []).items():
         _set_dotted(data, dotted, value)
+    root = resolve_data_root(data_root, data.get("data_root"))
+    data["data_root"] = str(root)
+    data["recipe_dir"] = str(recipe_dir) if recipe_dir is not None else data.get("recipe_dir")
+    try:
+        _relative_data_paths(data, root)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from exc
     try:
         return KhabarConfig.model_validate(data)
     except ValidationError as exc:
         error = exc.errors()[0]
         where = ".".join(str(part) for part in error["loc"]) or "(top level)"
         raise ConfigError(f"{source}: {where}: {error['msg']}") from exc
+
+
+def config_of_model(
+    training: dict[str, Any],
+    source: str,
+    config_path: Path | None = None,
+    overrides: list[str] | None = None,
+    data_root: Path | None = None,
+) -> KhabarConfig:
+    """The recipe behind a model: ``config_path`` if given, else the config in its record.
+
+    Args:
+        training: The model's ``training`` record (``khabar.json``).
+        source: The model directory, for messages.
+        config_path: A recipe that overrides the recorded one (``--config``).
+        overrides: ``section.key=value`` strings.
+        data_root: The ``--data`` flag.
+
+    Raises:
+        ConfigError: No ``config_path`` and the model records no config, or it is invalid.
+    """
+    if config_path is not None:
+        return load_config(config_path, overrides, data_root)
+    stored = training.get("config")
+    if not stored:
+        raise ConfigError(f"{source} records no training config: pass --config")
+    return validate_config(stored, f"the config stored in {source}", overrides, data_root)

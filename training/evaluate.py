@@ -16,6 +16,7 @@ import numpy as np
 from serving.predictor import Predictor
 from serving.spans import Entity
 from training.data.conll import Sentence
+from training.data.entity_spans import SpanDocument
 from training.data.topics import TopicExample
 
 
@@ -114,6 +115,43 @@ def entity_document_report(
         **by_document[headline],
         "sentences_per_document": int(headline),
         "by_document": summary,
+    }
+
+
+def span_report(
+    predictor: Predictor, documents: Sequence[SpanDocument], batch_size: int = 32
+) -> dict[str, Any]:
+    """Exact-span entity F1 on texts as sent (no re-tokenisation), overall and per type.
+
+    A predicted entity counts only if its ``(start, end, label)`` equals a gold span:
+    the same strictness as seqeval's strict IOB2 on tokens, applied to character spans.
+    """
+    results = predictor.analyze([d.text for d in documents], batch_size=batch_size)
+    counts: dict[str, list[int]] = {}
+    for document, result in zip(documents, results, strict=True):
+        gold = set(document.spans)
+        predicted = {(e.start, e.end, e.label) for e in result.entities}
+        for span in gold | predicted:
+            row = counts.setdefault(span[2], [0, 0, 0])  # tp, fp, fn
+            row[0 if span in gold and span in predicted else 1 if span in predicted else 2] += 1
+    per_type = {}
+    for label, (tp, fp, fn) in sorted(counts.items()):
+        precision, recall, f1 = _f1(tp, fp, fn)
+        per_type[label] = {
+            "precision": round(100 * precision, 2),
+            "recall": round(100 * recall, 2),
+            "f1": round(100 * f1, 2),
+            "support": tp + fn,
+        }
+    tp, fp, fn = (sum(row[i] for row in counts.values()) for i in range(3))
+    precision, recall, f1 = _f1(tp, fp, fn)
+    return {
+        "micro_f1": round(100 * f1, 2),
+        "precision": round(100 * precision, 2),
+        "recall": round(100 * recall, 2),
+        "per_type": per_type,
+        "n_documents": len(documents),
+        "n_gold": tp + fn,
     }
 
 

@@ -41,11 +41,30 @@ def encoder_from_config(config: Any, attn_implementation: str = "sdpa") -> nn.Mo
         return AutoModel.from_config(config, attn_implementation=attn_implementation)
 
 
+def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Mean over real tokens: the encoder (e5) was pretrained with this pooling."""
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+
+
 class KhabarModel(nn.Module):
     """Shared encoder with an entity head (per token) and a topic head (mean-pooled)."""
 
-    def __init__(self, encoder: nn.Module, n_tags: int, n_topics: int, dropout: float = 0.1):
-        """Attach heads of the given sizes (0 leaves a head out) to ``encoder``."""
+    def __init__(
+        self,
+        encoder: nn.Module,
+        n_tags: int,
+        n_topics: int,
+        dropout: float = 0.1,
+        topic_layer: int | None = None,
+    ):
+        """Attach heads of the given sizes (0 leaves a head out) to ``encoder``.
+
+        ``topic_layer`` picks the encoder layer the topic head pools (``None``: the last).
+        An encoder fine-tuned for entities keeps more of its pretrained, topic-friendly
+        representation in its middle layers; reading one of them costs nothing, since
+        the entity head needs the whole stack anyway.
+        """
         super().__init__()
         if n_tags == 0 and n_topics == 0:
             raise ValueError("KhabarModel needs at least one head")
@@ -56,21 +75,32 @@ class KhabarModel(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.entity_head = nn.Linear(hidden, n_tags) if n_tags else None
         self.topic_head = nn.Linear(hidden, n_topics) if n_topics else None
+        self.topic_layer = topic_layer
 
     def forward(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor
     ) -> dict[str, torch.Tensor]:
         """Entity logits ``[B, T, n_tags]`` and topic logits ``[B, n_topics]``."""
-        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask)[0]
+        hidden, topic_hidden = self.encode(input_ids, attention_mask)
         outputs: dict[str, torch.Tensor] = {}
         if self.entity_head is not None:
             outputs["entity_logits"] = self.entity_head(self.dropout(hidden))
         if self.topic_head is not None:
-            # Mean pooling over real tokens: the encoder (e5) was pretrained that way.
-            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+            pooled = mean_pool(topic_hidden, attention_mask)
             outputs["topic_logits"] = self.topic_head(self.dropout(pooled))
         return outputs
+
+    def encode(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The last layer's states (entities) and the topic layer's states (topics)."""
+        if self.topic_layer is None:
+            hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask)[0]
+            return hidden, hidden
+        outputs = self.encoder(
+            input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True
+        )
+        return outputs[0], outputs.hidden_states[self.topic_layer]
 
     def detached_topic_logits(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor
@@ -82,9 +112,7 @@ class KhabarModel(nn.Module):
         """
         assert self.topic_head is not None
         with torch.no_grad():
-            hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask)[0]
-            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+            pooled = mean_pool(self.encode(input_ids, attention_mask)[1], attention_mask)
         return self.topic_head(self.dropout(pooled))
 
     def save(self, directory: Path) -> None:
@@ -93,7 +121,12 @@ class KhabarModel(nn.Module):
 
         directory.mkdir(parents=True, exist_ok=True)
         self.encoder.config.save_pretrained(directory)
-        heads = {"n_tags": self.n_tags, "n_topics": self.n_topics, "dropout": self.dropout.p}
+        heads = {
+            "n_tags": self.n_tags,
+            "n_topics": self.n_topics,
+            "dropout": self.dropout.p,
+            "topic_layer": self.topic_layer,
+        }
         (directory / HEADS_NAME).write_text(json.dumps(heads), encoding="utf-8")
         state = {k: v.detach().contiguous() for k, v in self.state_dict().items()}
         save_file(state, str(directory / WEIGHTS_NAME))

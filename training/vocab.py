@@ -165,3 +165,19 @@ def check_one_to_one(
             raise AssertionError(f"trimmed tokenizer differs on {' '.join(words)[:80]!r}")
         compared += len(old)
     return compared
+
+
+def tokens_per_word(tokenizer: Tokenizer, documents: Iterable[Sequence[str]]) -> tuple[float, int]:
+    """Sub-word tokens per word over pre-split documents, and the number of words.
+
+    A trimmed vocabulary that drops pieces new text needs shows up here first: the
+    same words break into more, shorter pieces.
+    """
+    documents = [list(words) for words in documents if words]
+    words = sum(len(d) for d in documents)
+    tokens = 0
+    for start in range(0, len(documents), 512):
+        batch = documents[start : start + 512]
+        encodings = tokenizer.encode_batch(batch, is_pretokenized=True, add_special_tokens=False)
+        tokens += sum(len(e.ids) for e in encodings)
+    return (tokens / words if words else 0.0), words

@@ -40,7 +40,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from serving.api.routers import analyze, health, metrics, model
+from serving.api.routers import analyze, health, metrics, model, page
 from serving.api.routers.metrics import UNMATCHED_ROUTE, Metrics
 from serving.api.runner import InferenceRunner, RunnerMetrics
 from serving.api.settings import ServerSettings
@@ -116,6 +116,7 @@ def create_app(
     app.include_router(model.router, prefix=API_PREFIX, tags=["model"])
     app.include_router(health.router, prefix=API_PREFIX, tags=["health"])
     app.include_router(metrics.router, tags=["metrics"])
+    app.include_router(page.router)
 
     app.add_exception_handler(KhabarError, _khabar_error_handler)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_error_handler)  # type: ignore[arg-type]
@@ -233,7 +234,8 @@ async def _load_model(app: FastAPI) -> None:
     logger.info("loading model from %s", settings.model_dir)
     try:
         predictor = await anyio.to_thread.run_sync(
-            lambda: load_predictor(settings.model_dir, settings.threads), abandon_on_cancel=True
+            lambda: load_predictor(settings.model_dir, settings.threads, settings.stories),
+            abandon_on_cancel=True,
         )
     except KhabarError as exc:
         logger.error("model failed to load: %s", exc)

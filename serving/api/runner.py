@@ -297,12 +297,16 @@ class InferenceRunner:
                 try:
                     windows = job.steps.step(self._run_options)
                 except Exception as exc:
+                    error: BaseException = exc
                     with self._condition:
                         self._running = None
                         if job in self._active:
                             self._active.remove(job)
                             self._set_queue_depth()
-                    _fail(job.future, exc)
+                        if self._closed:
+                            # close() stopped this call: its 503 may not be set yet.
+                            error = ServerShuttingDown(SHUTTING_DOWN)
+                    _fail(job.future, error)
                     continue
                 if self.metrics is not None:
                     self.metrics.batch_windows.observe(windows)

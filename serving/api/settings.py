@@ -40,6 +40,13 @@ class ServerSettings(BaseSettings):
         validation_alias=MODEL_ENV,
         description="Exported model directory (env KHABAR_MODEL).",
     )
+    stories: list[Path] = Field(
+        default_factory=list,
+        description=(
+            "Story definition files or directories scored beside the shipped stories "
+            '(env KHABAR_STORIES, a JSON list: ["my-stories"]).'
+        ),
+    )
     threads: int | None = Field(
         default=None, ge=1, description="onnxruntime intra-op threads; default: CPUs, up to 8."
     )

@@ -30,6 +30,7 @@ from serving.cli.predict import (
     load_predictor,
     predict_cli,
 )
+from serving.cli.stories import stories_app
 from serving.errors import KhabarError, MissingExtraError
 
 logger = logging.getLogger(__name__)
@@ -41,7 +42,8 @@ UNEXPECTED_EXIT_CODE = 1
 APP_HELP = "Arabic news analysis: named entities and topics with exact character spans."
 SERVE_HELP = (
     "Serve the HTTP API (POST /v1/analyze, GET /v1/health, /v1/ready, /v1/model, /metrics; "
-    "docs at /docs). The model loads before the port opens, so a bad model fails here. "
+    "docs at /docs) and a page to try it at /. The model loads before the port opens, "
+    "so a bad model fails here. "
     "Every option not given here comes from its KHABAR_* environment variable (the option's "
     "name in capitals, e.g. KHABAR_MAX_TOKENS_PER_DOCUMENT) or its default. On SIGTERM the "
     "server stops accepting, /v1/ready answers 503, admitted requests get the grace period, "
@@ -64,6 +66,10 @@ MAX_CONNECTIONS_HELP = "Open connections at most (default 256); beyond, requests
 GRACE_HELP = "After SIGTERM, seconds admitted requests may still run (default 25)."
 DOCS_HELP = "Serve Swagger UI at /docs from local files (default on)."
 LOG_LEVEL_HELP = "Log level of the server (debug, info, warning, error)."
+STORIES_HELP = (
+    "A story definition file or directory (*.yaml) scored beside the shipped stories "
+    "(repeatable); a bad file fails here, before the port opens."
+)
 
 app = typer.Typer(
     name="khabar",
@@ -127,6 +133,9 @@ def serve_cli(
     ] = None,
     docs: Annotated[bool | None, typer.Option("--docs/--no-docs", help=DOCS_HELP)] = None,
     log_level: Annotated[str, typer.Option(help=LOG_LEVEL_HELP)] = "info",
+    stories: Annotated[
+        list[Path] | None, typer.Option("--stories", help=STORIES_HELP, metavar="DIR")
+    ] = None,
 ) -> None:
     """Load the model, then serve the app until a stop signal."""
     try:
@@ -155,16 +164,18 @@ def serve_cli(
         "max_connections": max_connections,
         "shutdown_grace_s": shutdown_grace_s,
         "docs": docs,
+        "stories": stories,
     }
     settings = ServerSettings(
         model_dir=model, **{name: value for name, value in given.items() if value is not None}
     )
     logging.getLogger("serving").setLevel(log_level.upper())
-    predictor = load_predictor(settings.model_dir, settings.threads)
+    predictor = load_predictor(settings.model_dir, settings.threads, settings.stories)
     run_server(create_app(settings, predictor), settings, host, port, log_level)
 
 
 training_commands.register(app)
+app.add_typer(stories_app, name="stories")
 
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:

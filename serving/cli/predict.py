@@ -50,7 +50,6 @@ if TYPE_CHECKING:
     from rich.progress import Task
     from rich.text import Text
 
-    from serving.metadata import ModelMetadata
     from serving.predictor import DocumentResult, Predictor
 
 logger = logging.getLogger(__name__)
@@ -68,17 +67,21 @@ PREDICT_HELP = (
 )
 INPUTS_HELP = "Files or directories to analyse, in order; - reads JSON lines from stdin."
 OUTPUT_HELP = "Write JSON lines to this file instead of stdout."
-MODEL_HELP = "Exported model directory."
+MODEL_HELP = "Exported model directory (default: the model shipped inside the package)."
 BATCH_SIZE_HELP = "Windows (of up to max_length tokens) per encoder call."
 THREADS_HELP = "onnxruntime intra-op threads (default: CPUs available, up to 8)."
 TEXT_FIELD_HELP = "JSON key or CSV/TSV column holding the text."
 ID_FIELD_HELP = "JSON key or CSV/TSV column holding the id (default id: FILE:LINE)."
-TEXT_HELP = "Analyse this text and print a readable table instead of JSON."
+TEXT_HELP = "Analyse this text and print readable tables (entity groups first) instead of JSON."
 QUIET_HELP = "No progress bar and no summary unless records failed."
 MAX_CHARS_HELP = "Longest document, in characters; a longer one is an error line."
 MAX_TOKENS_HELP = "Most sub-word tokens per document; more is an error line."
 MAX_CHARS_ENV = "KHABAR_MAX_CHARS_PER_DOCUMENT"
 MAX_TOKENS_ENV = "KHABAR_MAX_TOKENS_PER_DOCUMENT"
+STORIES_HELP = (
+    "A story definition file or a directory of them (*.yaml), scored beside the shipped "
+    "stories without retraining (repeatable); a file named like a shipped story replaces it."
+)
 
 
 class Analyzer(Protocol):
@@ -220,20 +223,32 @@ def _analyze_records(
     return lines
 
 
-def load_predictor(model_dir: Path, threads: int | None = None) -> Predictor:
-    """Load the model, with a hint on how to point khabar at one when it is missing.
+def load_predictor(
+    model_dir: Path, threads: int | None = None, stories: Sequence[Path] = ()
+) -> Predictor:
+    """Load the model and the story definitions (the shipped ones plus ``stories``).
+
+    Definitions are validated before the model loads, so a bad file fails first and
+    fast, with one line naming the file and the field.
 
     Raises:
+        ConfigError: A story definition is invalid.
         ModelLoadError: The directory is missing or not a usable model.
     """
     from serving.predictor import Predictor
+    from serving.stories.schema import load_definitions
+    from serving.stories.scorer import load_story_scorer
 
+    if stories:
+        load_definitions(*stories)
     if not model_dir.is_dir():
         raise ModelLoadError(
             f"model directory not found: {model_dir}; pass --model DIR or set {MODEL_ENV}"
         )
     started = time.perf_counter()
     predictor = Predictor.load(model_dir, threads=threads)
+    if predictor.metadata.topic_labels:
+        predictor = predictor.with_stories(load_story_scorer(stories, threads=threads))
     logger.info("loaded %s in %.1f s", model_dir, time.perf_counter() - started)
     return predictor
 
@@ -270,6 +285,9 @@ def predict_cli(
         int,
         typer.Option(help=MAX_TOKENS_HELP, min=1, metavar="N", envvar=MAX_TOKENS_ENV),
     ] = DEFAULT_MAX_TOKENS_PER_DOCUMENT,
+    stories: Annotated[
+        list[Path] | None, typer.Option("--stories", help=STORIES_HELP, metavar="DIR")
+    ] = None,
 ) -> None:
     """Check options, load the model, run :func:`predict_records` and report."""
     inputs = inputs or []
@@ -282,11 +300,11 @@ def predict_cli(
         if not text.strip():
             raise typer.BadParameter("the text is empty", param_hint="--text")
         limits.check_characters(text)
-        predictor = load_predictor(model, threads)
+        predictor = load_predictor(model, threads, stories or ())
         prepared = predictor.prepare([text])
         limits.check_tokens(prepared[0])
         result = predictor.analyze_prepared(prepared, ["text"], batch_size)[0]
-        _print_tables(result, predictor.metadata, _stdout_console())
+        _print_tables(result, predictor, _stdout_console())
         return
     if not inputs:
         raise typer.BadParameter(
@@ -296,7 +314,7 @@ def predict_cli(
     check_inputs(inputs, fields)
     if output is not None:
         _check_output(output, inputs)
-    predictor = load_predictor(model, threads)
+    predictor = load_predictor(model, threads, stories or ())
 
     show_progress = not quiet and sys.stderr.isatty() and (output is not None or not _stdout_tty())
     started = time.perf_counter()
@@ -404,17 +422,44 @@ def _stdout_console() -> Console:
     return Console()
 
 
-def _print_tables(result: DocumentResult, metadata: ModelMetadata, console: Console) -> None:
-    """Entities and topic scores of one document as two readable tables."""
+def _print_tables(result: DocumentResult, predictor: Predictor, console: Console) -> None:
+    """Entity groups, entities and topic scores of one document as readable tables."""
     from rich.table import Table
 
+    metadata = predictor.metadata
+
+    def label_of(label: str) -> str:
+        name = metadata.entity_display_names.get(label)
+        return f"{label} ({name})" if name else label
+
+    if metadata.entity_types and result.entity_groups:
+        groups = Table(title="Entity groups (most salient first)", title_justify="left")
+        for column in ("name", "label", "mentions", "salience", "as written"):
+            groups.add_column(
+                column, justify="right" if column in ("mentions", "salience") else "left"
+            )
+        for group in result.entity_groups:
+            written = dict.fromkeys(result.entities[i].text for i in group.mentions)
+            groups.add_row(
+                group.name,
+                label_of(group.label),
+                str(group.count),
+                f"{group.salience:.3f}",
+                "، ".join(written),
+            )
+        console.print(groups)
+
     entities = Table(title="Entities", title_justify="left")
-    for column in ("text", "label", "span", "score"):
+    for column in ("text", "name", "label", "span", "score"):
         entities.add_column(column, justify="right" if column == "score" else "left")
     for entity in result.entities:
-        name = metadata.entity_display_names.get(entity.label)
-        label = f"{entity.label} ({name})" if name else entity.label
-        entities.add_row(entity.text, label, f"{entity.start}-{entity.end}", f"{entity.score:.3f}")
+        entities.add_row(
+            entity.text,
+            entity.name,
+            label_of(entity.label),
+            f"{entity.start}-{entity.end}",
+            f"{entity.score:.3f}",
+        )
     if metadata.entity_types:
         console.print(entities if result.entities else "[dim]no entities found[/dim]")
 
@@ -428,7 +473,7 @@ def _print_tables(result: DocumentResult, metadata: ModelMetadata, console: Cons
         topics.add_row(
             "*" if label in selected else "",
             label,
-            metadata.topic_display_names.get(label, ""),
+            predictor.topic_display_name(label),
             f"{score:.3f}",
             style="bold" if label in selected else None,
         )

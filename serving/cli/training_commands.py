@@ -1,7 +1,8 @@
-"""``khabar train``, ``khabar export`` and ``khabar evaluate``.
+"""``khabar train``, ``export``, ``refit-topics``, ``evaluate``, ``ship`` and ``data check``.
 
 They live on the one ``khabar`` command but import torch and transformers only
-when run, so the runtime works with just the ``serve`` extra installed.
+when run, so the runtime works with just the ``serve`` extra installed; ``ship``
+and ``data check`` need no torch at all.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from typing import Annotated, Any
 
 import typer
 
-from serving.errors import MissingExtraError
+from serving.errors import DataError, MissingExtraError
+from serving.metadata import DEFAULT_MODEL_DIR, MODEL_ENV
 
 TRAIN_HELP = "Fine-tune an encoder on the recipe's corpora and save a training run."
 EXPORT_HELP = "Export a training run to an ONNX model directory (trim, optimise, int8, parity)."
@@ -25,9 +27,21 @@ REFIT_HELP = (
     "(kept only if the dev split improves)."
 )
 SHIP_HELP = (
-    "Copy a model directory with only its default (int8) ONNX file, e.g. into models/default."
+    "Copy a model directory with only its default (int8) ONNX file, e.g. into models/default; "
+    "records the sha256 of every file. Needs no torch."
+)
+DATA_HELP = "The corpora the recipes train on."
+DATA_CHECK_HELP = (
+    "List each corpus file the recipe needs under the data root: found or missing, its "
+    "expected sha256 (recorded by the shipped model), licence and public source. "
+    "Exits 2 unless every file is there and matches."
 )
 OVERRIDE_HELP = "Override a config value, e.g. --set training.epochs=2 (repeatable)."
+DATA_ROOT_HELP = (
+    "Data root the recipe's corpus paths are relative to (else $KHABAR_DATA, the recipe's "
+    "data_root, or ../shared/data beside the repository)."
+)
+FORCE_HELP = "Replace --output even if it holds files."
 
 
 def _importable(name: str) -> bool:
@@ -70,22 +84,28 @@ def register(app: typer.Typer) -> None:
             "runs/default"
         ),
         overrides: Annotated[list[str] | None, typer.Option("--set", help=OVERRIDE_HELP)] = None,
+        data: Annotated[Path | None, typer.Option("--data", help=DATA_ROOT_HELP)] = None,
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     ) -> None:
         _require_training_extra()
         _setup_logging(quiet)
         from training.cli import run_train
 
-        run_dir = run_train(config, output, overrides or [], progress=not quiet)
+        run_dir = run_train(config, output, overrides or [], progress=not quiet, data_root=data)
         typer.echo(f"training run saved to {run_dir}")
 
     @app.command("export", help=EXPORT_HELP)
     def export_cli(
         run_dir: Annotated[Path, typer.Argument(help="A directory written by khabar train.")],
-        output: Annotated[Path, typer.Option("--output", "-o", help="Model directory.")] = Path(
-            "models/default"
-        ),
+        output: Annotated[
+            Path,
+            typer.Option(
+                "--output", "-o", help="Model directory to write (required).", show_default=False
+            ),
+        ],
+        force: Annotated[bool, typer.Option("--force", help=FORCE_HELP)] = False,
         overrides: Annotated[list[str] | None, typer.Option("--set", help=OVERRIDE_HELP)] = None,
+        data: Annotated[Path | None, typer.Option("--data", help=DATA_ROOT_HELP)] = None,
         threads: Annotated[int | None, typer.Option(help="onnxruntime threads.")] = None,
         quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
     ) -> None:
@@ -93,7 +113,9 @@ def register(app: typer.Typer) -> None:
         _setup_logging(quiet)
         from training.cli import run_export
 
-        metadata = run_export(run_dir, output, overrides or [], threads=threads)
+        metadata = run_export(
+            run_dir, output, overrides or [], threads=threads, data_root=data, force=force
+        )
         _print_report(
             {"model": str(output), "files": metadata.onnx_files, "metrics": metadata.metrics}
         )
@@ -102,13 +124,33 @@ def register(app: typer.Typer) -> None:
     def refit_cli(
         run_dir: Annotated[Path, typer.Argument(help="A directory written by khabar train.")],
         epochs: Annotated[int, typer.Option(help="Passes over the features.")] = 40,
+        layers: Annotated[
+            str,
+            typer.Option(
+                help="Encoder layers to try for the topic head, comma-separated "
+                "('last' or an index); the best on dev is kept."
+            ),
+        ] = "last",
+        data: Annotated[Path | None, typer.Option("--data", help=DATA_ROOT_HELP)] = None,
         quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
     ) -> None:
         _require_training_extra()
         _setup_logging(quiet)
         from training.refit import refit_topic_head
 
-        report = refit_topic_head(run_dir, epochs=epochs, show_progress=not quiet)
+        try:
+            candidates = [
+                None if item.strip() == "last" else int(item) for item in layers.split(",")
+            ]
+        except ValueError:
+            raise typer.BadParameter(f"not a list of layers: {layers!r}") from None
+        report = refit_topic_head(
+            run_dir,
+            epochs=epochs,
+            layers=candidates,
+            show_progress=not quiet,
+            data_root=data,
+        )
         _print_report({k: v for k, v in report.items() if k != "history"})
 
     @app.command("ship", help=SHIP_HELP)
@@ -117,11 +159,11 @@ def register(app: typer.Typer) -> None:
         output: Annotated[Path, typer.Option("--output", "-o", help="Target directory.")] = Path(
             "models/default"
         ),
+        data: Annotated[Path | None, typer.Option("--data", help=DATA_ROOT_HELP)] = None,
     ) -> None:
-        _require_training_extra()
-        from training.cli import run_ship
+        from training.ship import run_ship
 
-        metadata = run_ship(source, output)
+        metadata = run_ship(source, output, data_root=data)
         typer.echo(f"shipped {metadata.onnx_files} to {output}")
 
     @app.command("evaluate", help=EVALUATE_HELP)
@@ -139,6 +181,7 @@ def register(app: typer.Typer) -> None:
             bool, typer.Option(help="Also score a TF-IDF + linear SVM topic baseline.")
         ] = False,
         overrides: Annotated[list[str] | None, typer.Option("--set", help=OVERRIDE_HELP)] = None,
+        data: Annotated[Path | None, typer.Option("--data", help=DATA_ROOT_HELP)] = None,
         threads: Annotated[int | None, typer.Option(help="onnxruntime threads.")] = None,
         quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
     ) -> None:
@@ -147,6 +190,38 @@ def register(app: typer.Typer) -> None:
         from training.cli import run_evaluate
 
         report = run_evaluate(
-            model_dir, config, overrides or [], split, variant, record, baseline, threads
+            model_dir, config, overrides or [], split, variant, record, baseline, threads, data
         )
         _print_report(report)
+
+    data_app = typer.Typer(help=DATA_HELP, no_args_is_help=True)
+    app.add_typer(data_app, name="data")
+
+    @data_app.command("check", help=DATA_CHECK_HELP)
+    def data_check_cli(
+        data: Annotated[Path | None, typer.Option("--data", help=DATA_ROOT_HELP)] = None,
+        config: Annotated[
+            Path | None,
+            typer.Option(
+                help="Recipe (default: configs/default.yaml in a checkout, else the shipped "
+                "model's recorded recipe)."
+            ),
+        ] = None,
+        model: Annotated[
+            Path,
+            typer.Option(
+                "--model",
+                help="Model whose recorded data sha256s are expected.",
+                envvar=MODEL_ENV,
+                metavar="DIR",
+            ),
+        ] = DEFAULT_MODEL_DIR,
+    ) -> None:
+        from training.cli import run_data_check
+
+        report, complete = run_data_check(config, model, data)
+        typer.echo(report)
+        if not complete:
+            raise DataError(
+                "some corpus files are missing or differ from the recorded ones (see above)"
+            )

@@ -14,6 +14,7 @@ from types import SimpleNamespace
 import pytest
 
 from serving.errors import InferenceError
+from serving.groups import name_and_group
 from serving.metadata import ModelMetadata, SpecialTokens
 from serving.predictor import DocumentResult
 from serving.spans import Entity
@@ -58,8 +59,14 @@ def fake_result(text: str, doc_id: str | None) -> DocumentResult:
     sports = 0.8 if ("مباراة" in text or "match" in text.lower()) else 0.05
     scores = {"politics": politics, "sports": sports}
     topics = sorted(((label, s) for label, s in scores.items() if s >= 0.5), key=lambda kv: -kv[1])
+    entities, groups = name_and_group(text, entities)
     return DocumentResult(
-        id=doc_id, entities=entities, topics=topics, topic_scores=scores, n_tokens=len(words)
+        id=doc_id,
+        entities=entities,
+        topics=topics,
+        topic_scores=scores,
+        n_tokens=len(words),
+        entity_groups=groups,
     )
 
 
@@ -149,6 +156,7 @@ class FakePredictor:
         # The text of each encoder "call" made through analysis(), in order.
         self.steps: list[str] = []
         self.on_step: Callable[[str], None] | None = None
+        self.stories = None
 
     def prepare(self, texts: Sequence[str]) -> list[FakePrepared]:
         return [FakePrepared(text) for text in texts]
@@ -158,6 +166,12 @@ class FakePredictor:
 
     def analysis(self, prepared, ids, batch_size: int = 16) -> FakeAnalysis:
         return FakeAnalysis(self, prepared, ids, batch_size)
+
+    def topic_display_name(self, label: str) -> str:
+        return self.metadata.topic_display_names.get(label, label)
+
+    def topic_kind(self, label: str) -> str | None:
+        return self.metadata.topic_kinds.get(label)
 
     def analyze(
         self,
@@ -206,6 +220,7 @@ def fake_predictor() -> FakePredictor:
 def fake_model(monkeypatch: pytest.MonkeyPatch, fake_predictor: FakePredictor) -> FakePredictor:
     """Make ``khabar predict`` load the fake instead of a model directory."""
     monkeypatch.setattr(
-        "serving.cli.predict.load_predictor", lambda model_dir, threads=None: fake_predictor
+        "serving.cli.predict.load_predictor",
+        lambda model_dir, threads=None, stories=(): fake_predictor,
     )
     return fake_predictor

@@ -53,6 +53,25 @@ class TestAnalyze:
         assert result["topics"] == [{"label": "politics", "score": 0.9}]
         assert set(result["topic_scores"]) == {"politics", "sports"}
 
+    def test_entities_have_clean_names_and_groups(self, client: TestClient) -> None:
+        text = "زار ماكرون بيروت، وقال ماكرون إن لبيروت مكانة"
+        result = client.post("/v1/analyze", json={"text": text}).json()["result"]
+        names = [entity["name"] for entity in result["entities"]]
+        assert names == ["ماكرون", "بيروت", "ماكرون"]
+        groups = result["entity_groups"]
+        assert [(g["name"], g["mentions"], g["count"]) for g in groups] == [
+            ("ماكرون", [0, 2], 2),
+            ("بيروت", [1], 1),
+        ]
+        assert sum(g["salience"] for g in groups) == pytest.approx(1.0)
+
+    def test_openapi_documents_names_and_groups(self, client: TestClient) -> None:
+        schemas = client.get("/openapi.json").json()["components"]["schemas"]
+        assert "name" in schemas["EntityOut"]["required"]
+        assert "entity_groups" in schemas["DocumentResultOut"]["properties"]
+        group = schemas["EntityGroupOut"]["properties"]
+        assert set(group) == {"name", "label", "mentions", "count", "first", "salience"}
+
     def test_documents_give_results_in_order(self, client: TestClient, fake_predictor) -> None:
         documents = [{"id": "b", "text": "Omar"}, {"text": "مباراة"}, {"id": "a", "text": TEXT}]
         response = client.post("/v1/analyze", json={"documents": documents})
@@ -174,6 +193,7 @@ class TestHealthAndModel:
             "display_name": "سياسة",
             "kind": "section",
             "threshold": 0.5,
+            "source": "model",
         }
         assert info["base_encoder"] == {"name": "fake-encoder"}
         assert info["metrics"] == {"ner": {"f1": 0.9}}
@@ -205,7 +225,7 @@ class TestHealthAndModel:
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_predictor
     ) -> None:
         monkeypatch.setattr(
-            "serving.api.app.load_predictor", lambda model_dir, threads: fake_predictor
+            "serving.api.app.load_predictor", lambda model_dir, threads, stories=(): fake_predictor
         )
         with TestClient(create_app(ServerSettings(model_dir=tmp_path))) as client:
             for _ in range(200):

@@ -286,7 +286,7 @@ class TestSettings:
     ) -> None:
         calls: dict[str, object] = {}
         monkeypatch.setattr(
-            "serving.cli.app.load_predictor", lambda model_dir, threads: fake_predictor
+            "serving.cli.app.load_predictor", lambda model_dir, threads, stories=(): fake_predictor
         )
         monkeypatch.setattr(
             "serving.api.server.run_server",

@@ -70,3 +70,26 @@ def test_training_commands_say_which_extra_is_missing(tmp_path):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "pip install -e '.[train]'" in lines[0]
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_ship_and_data_check_run_without_torch(tiny_model_dir, tiny_corpora, tmp_path):
+    from tests import tiny
+
+    config = tiny.write_config(tmp_path, tmp_path / "encoder", tiny_corpora)
+    data = tiny.data_root(tiny_corpora)
+    result = run_blocked(
+        f"""
+        import sys
+        from serving.cli.app import main
+        try:
+            main(["ship", {str(tiny_model_dir)!r}, "-o", {str(tmp_path / "shipped")!r}])
+        except SystemExit as exc:
+            assert exc.code == 0, exc.code
+        main(["data", "check", "--config", {str(config)!r}, "--data", {str(data)!r},
+              "--model", {str(tmp_path / "shipped")!r}])
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert "shipped" in result.stdout and "files found" in result.stdout
+    assert (tmp_path / "shipped" / "model.int8.onnx").is_file()

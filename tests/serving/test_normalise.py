@@ -1,7 +1,7 @@
 from hypothesis import given
 from hypothesis import strategies as st
 
-from serving.normalise import NormaliserSettings, normalise
+from serving.normalise import NormaliserSettings, normalise, normalised_text
 
 ARABIC_WITH_MARKS = st.text(
     alphabet=st.sampled_from(
@@ -46,3 +46,9 @@ class TestNormalise:
             source = text[result.to_original[index]]
             assert normalise(source).text in (char, "") or char == " "
         assert list(result.to_original) == sorted(set(result.to_original))
+
+
+@given(ARABIC_WITH_MARKS)
+def test_normalised_text_is_normalise_without_the_map(text: str) -> None:
+    for settings in (NormaliserSettings(), NormaliserSettings(unify_letters=True)):
+        assert normalised_text(text, settings) == normalise(text, settings).text

@@ -16,7 +16,7 @@ from serving.cli.app import app, main
 from serving.cli.predict import Summary, predict_records
 from serving.cli.readers import Record, RecordError, read_inputs
 from serving.limits import DocumentLimits
-from serving.metadata import DEFAULT_MODEL_DIR
+from serving.metadata import DEFAULT_MODEL_DIR, sha256_of_file
 
 HAS_SHIPPED_MODEL = (DEFAULT_MODEL_DIR / "khabar.json").is_file()
 
@@ -88,9 +88,24 @@ class TestPredictRecords:
         assert summary == Summary(n_ok=2, n_failed=1)
         assert [line["id"] for line in lines] == ["a", "b", "c"]
         assert lines[0]["entities"] == [
-            {"text": "ماكرون", "label": "PER", "start": 4, "end": 10, "score": 0.9},
-            {"text": "بيروت", "label": "LOC", "start": 11, "end": 16, "score": 0.9},
+            {
+                "text": "ماكرون",
+                "name": "ماكرون",
+                "label": "PER",
+                "start": 4,
+                "end": 10,
+                "score": 0.9,
+            },
+            {
+                "text": "بيروت",
+                "name": "بيروت",
+                "label": "LOC",
+                "start": 11,
+                "end": 16,
+                "score": 0.9,
+            },
         ]
+        assert [g["mentions"] for g in lines[0]["entity_groups"]] == [[0], [1]]
         assert lines[1] == {"id": "b", "error": "line 2 is not valid JSON"}
         assert [e["text"] for e in lines[2]["entities"]] == ["Alice", "Bob"]
         assert fake_predictor.batch_sizes == [4]
@@ -214,6 +229,8 @@ class TestPredictCommand:
         ):
             assert expected in result.stdout
         assert not result.stdout.lstrip().startswith("{")
+        groups_at = result.stdout.index("Entity groups")
+        assert groups_at < result.stdout.index("Entities") < result.stdout.index("Topics")
 
     def test_text_with_inputs_is_a_usage_error(self, tmp_path: Path, fake_model) -> None:
         source = write_jsonl(tmp_path / "in.jsonl", [{"text": "a"}])
@@ -309,7 +326,7 @@ class TestServeCommand:
     ) -> None:
         calls: dict[str, object] = {}
         monkeypatch.setattr(
-            "serving.cli.app.load_predictor", lambda model_dir, threads: fake_predictor
+            "serving.cli.app.load_predictor", lambda model_dir, threads, stories=(): fake_predictor
         )
         monkeypatch.setattr(
             "serving.api.server.run_server",
@@ -373,7 +390,18 @@ def test_output_closed_early_ends_quietly_with_status_0(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(not HAS_SHIPPED_MODEL, reason="no shipped model in models/default")
 @pytest.mark.parametrize("command", ["predict", "serve"])
-def test_a_corrupt_lexical_head_is_a_model_load_error(tmp_path: Path, command: str, capsys) -> None:
+@pytest.mark.parametrize(
+    ("sum_recorded", "expected"),
+    [
+        # The sha256 in khabar.json catches the truncated file before it is read ...
+        ("as shipped", "lexical_head.npz: corrupt or changed"),
+        # ... and a file whose sum was recorded corrupt still fails to load, in one line.
+        ("of the corrupt file", "error: cannot read lexical topic head"),
+    ],
+)
+def test_a_corrupt_lexical_head_is_a_model_load_error(
+    tmp_path: Path, command: str, sum_recorded: str, expected: str, capsys
+) -> None:
     broken = tmp_path / "model"
     broken.mkdir()
     for path in DEFAULT_MODEL_DIR.iterdir():
@@ -382,13 +410,19 @@ def test_a_corrupt_lexical_head_is_a_model_load_error(tmp_path: Path, command: s
     data = head.read_bytes()
     head.unlink()
     head.write_bytes(data[: len(data) // 2])
+    if sum_recorded == "of the corrupt file":
+        metadata_path = broken / "khabar.json"
+        metadata = json.loads(metadata_path.read_text(encoding="utf-8"))
+        metadata_path.unlink()
+        metadata["file_sha256"]["lexical_head.npz"] = sha256_of_file(head)
+        metadata_path.write_text(json.dumps(metadata), encoding="utf-8")
     source = write_jsonl(tmp_path / "in.jsonl", [{"text": "a"}])
     args = [command, "--model", str(broken)] + ([str(source)] if command == "predict" else [])
     with pytest.raises(SystemExit) as exit_info:
         main(args)
     assert exit_info.value.code == 3
     err = capsys.readouterr().err
-    assert err.startswith("error: cannot read lexical topic head")
+    assert err.startswith("error: ") and expected in err
     assert err.count("\n") == 1
 
 
@@ -443,7 +477,16 @@ def test_predict_with_the_tiny_exported_model(tmp_path: Path, tiny_model_dir: Pa
     lines = json_lines(out.read_text(encoding="utf-8"))
     assert [line["id"] for line in lines] == ["0", "1", f"{source}:3"]
     for text, line in zip(texts, lines, strict=False):
-        assert set(line) == {"id", "entities", "topics", "topic_scores", "warnings"}
+        assert set(line) == {
+            "id",
+            "entities",
+            "entity_groups",
+            "topics",
+            "topic_scores",
+            "warnings",
+        }
         for entity in line["entities"]:
             assert text[entity["start"] : entity["end"]] == entity["text"]
+        grouped = sorted(i for group in line["entity_groups"] for i in group["mentions"])
+        assert grouped == list(range(len(line["entities"])))
     assert "error" in lines[2]

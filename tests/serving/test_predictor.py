@@ -80,6 +80,11 @@ class TestTinyModel:
         broken = tmp_path / "broken"
         shutil.copytree(tiny_model_dir, broken)
         (broken / "model.int8.onnx").write_bytes(b"not an onnx file")
+        with pytest.raises(ModelLoadError, match="model.int8.onnx: corrupt or changed"):
+            Predictor.load(broken)
+        # Without recorded sums (an older export) onnxruntime's refusal is the error.
+        metadata = ModelMetadata.load(broken).model_copy(update={"file_sha256": {}})
+        metadata.save(broken)
         with pytest.raises(ModelLoadError, match="cannot load ONNX model"):
             Predictor.load(broken)
 

@@ -50,7 +50,8 @@ def test_train_with_malformed_corpus(tmp_path, tiny_corpora):
     bad.write_text("زار O\nماكرون B-PERS\nبيروت B-DATE\n", encoding="utf-8")
     encoder = tiny.build_tiny_encoder(tmp_path / "encoder")
     config = tiny.write_config(tmp_path, encoder, dict(tiny_corpora, ner_train=bad))
-    result = khabar("train", str(config), "-o", str(tmp_path / "run"), "-q")
+    data = tiny.data_root(dict(tiny_corpora, ner_train=bad))
+    result = khabar("train", str(config), "-o", str(tmp_path / "run"), "--data", str(data), "-q")
     assert_one_line_error(result, 2, "bad.txt:3: unknown tag 'B-DATE'")
 
 
@@ -62,3 +63,18 @@ def test_export_of_a_missing_run(tmp_path):
 
 def test_evaluate_of_a_missing_model(tmp_path):
     assert_one_line_error(khabar("evaluate", str(tmp_path / "model"), "-q"), 3, "not found")
+
+
+def test_export_requires_an_output_directory(tmp_path):
+    result = khabar("export", str(tmp_path / "run"))
+    assert result.returncode == 2
+    assert "--output" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_export_refuses_to_replace_a_directory_that_holds_files(tmp_path):
+    output = tmp_path / "model"
+    output.mkdir()
+    (output / "keep.txt").write_text("mine", encoding="utf-8")
+    result = khabar("export", str(tmp_path / "run"), "-o", str(output))
+    assert_one_line_error(result, 2, "is not empty: choose another --output or pass --force")
+    assert (output / "keep.txt").read_text(encoding="utf-8") == "mine"

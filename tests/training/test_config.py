@@ -1,7 +1,16 @@
+from pathlib import Path
+
 import pytest
 
 from serving.errors import ConfigError
-from training.config import load_config, parse_overrides
+from training.config import (
+    DATA_ENV,
+    DEFAULT_DATA_ROOT,
+    load_config,
+    parse_overrides,
+    portable_training_record,
+    validate_config,
+)
 
 MINIMAL = """
 encoder: {name: some/encoder}
@@ -15,9 +24,57 @@ def write(tmp_path, text):
     return path
 
 
-def test_relative_paths_resolve_against_the_config_file(tmp_path):
-    config = load_config(write(tmp_path, MINIMAL))
-    assert config.entities.train == (tmp_path / "ner.txt").resolve()
+def test_corpus_paths_are_names_under_the_data_root(tmp_path, monkeypatch):
+    monkeypatch.delenv(DATA_ENV, raising=False)
+    config = load_config(write(tmp_path, MINIMAL + "data_root: corpora\n"))
+    assert config.entities.train == Path("ner.txt")
+    assert config.root == (tmp_path / "corpora").resolve()
+    # The root is one machine's directory: the recorded config never holds it.
+    assert "data_root" not in config.model_dump(mode="json")
+    assert config.model_dump(mode="json")["entities"]["train"] == "ner.txt"
+
+
+def test_data_root_flag_beats_environment_beats_recipe_beats_default(tmp_path, monkeypatch):
+    path = write(tmp_path, MINIMAL + "data_root: from-recipe\n")
+    monkeypatch.delenv(DATA_ENV, raising=False)
+    assert load_config(path).root == (tmp_path / "from-recipe").resolve()
+    monkeypatch.setenv(DATA_ENV, str(tmp_path / "from-env"))
+    assert load_config(path).root == tmp_path / "from-env"
+    assert load_config(path, data_root=tmp_path / "flag").root == tmp_path / "flag"
+    monkeypatch.delenv(DATA_ENV)
+    assert load_config(write(tmp_path, MINIMAL)).root == DEFAULT_DATA_ROOT
+
+
+def test_absolute_corpus_paths_become_names_or_are_refused(tmp_path):
+    data = {"encoder": {"name": "x"}, "entities": {"train": str(tmp_path / "ner" / "a.txt")}}
+    config = validate_config(data, "stored", data_root=tmp_path)
+    assert config.entities.train == Path("ner/a.txt")
+    with pytest.raises(ConfigError, match="not under the data root"):
+        validate_config(data, "stored", data_root=tmp_path / "elsewhere")
+
+
+def test_records_of_older_runs_lose_their_machine_paths(tmp_path):
+    root = tmp_path / "data"
+    training = {
+        "config": {
+            "encoder": {"name": "x"},
+            "entities": {"train": str(root / "ner/train.txt")},
+            "topics": {
+                "labels": ["sport"],
+                "ant_paths": [str(root / "ant/a-000.jsonl")],
+                "story_rules": "/somewhere/configs/stories.yaml",
+            },
+            "card_notes": "/somewhere/configs/notes.md",
+        },
+        "data_files": {str(root / "ner/train.txt"): "ab", "/somewhere/configs/stories.yaml": "cd"},
+    }
+    portable = portable_training_record(training, root)
+    assert portable["config"]["entities"]["train"] == "ner/train.txt"
+    assert portable["config"]["topics"]["ant_paths"] == ["ant/a-000.jsonl"]
+    assert portable["config"]["topics"]["story_rules"] == "stories.yaml"
+    assert portable["config"]["card_notes"] == "notes.md"
+    assert portable["data_files"] == {"ner/train.txt": "ab", "stories.yaml": "cd"}
+    assert training["config"]["entities"]["train"].startswith("/")  # the input is untouched
 
 
 def test_overrides_are_applied_and_typed(tmp_path):
@@ -60,18 +117,18 @@ def test_bad_override_syntax():
         parse_overrides(["training.epochs"])
 
 
-def test_shipped_default_recipe_is_valid():
-    from pathlib import Path
-
-    config = load_config(Path(__file__).resolve().parents[2] / "configs" / "default.yaml")
+def test_shipped_default_recipe_is_valid_without_its_data(tmp_path):
+    # Validating a recipe never reads its corpora: an empty data root is fine.
+    config = load_config(
+        Path(__file__).resolve().parents[2] / "configs" / "default.yaml", data_root=tmp_path
+    )
+    assert config.entities.train == Path("ner/anercorp/train.txt")
     assert config.entities.types == ["PER", "ORG", "LOC", "MISC"]
     assert config.topics.sections == ["politics", "economy", "sport", "technology", "culture"]
     assert set(config.topics.display_names) == set(config.topics.labels)
 
 
 def test_overrides_never_change_the_callers_mapping():
-    from training.config import validate_config
-
     data = {"encoder": {"name": "x"}, "entities": {"train": "a.txt"}, "training": {"epochs": 3}}
     config = validate_config(data, "stored", ["training.epochs=1"])
     assert config.training.epochs == 1

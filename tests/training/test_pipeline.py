@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -42,10 +44,14 @@ def test_exported_model_is_self_describing(tiny_model_dir):
     assert "ANERcorp" in card and "int8" in card
 
 
-def test_export_records_the_settings_it_ran_with_overrides_included(tiny_run, tmp_path):
+def test_export_records_the_settings_it_ran_with_overrides_included(
+    tiny_run, tiny_data_root, tmp_path
+):
     from training.cli import run_export
 
-    metadata = run_export(tiny_run, tmp_path / "pc", ["export.per_channel=true"], threads=1)
+    metadata = run_export(
+        tiny_run, tmp_path / "pc", ["export.per_channel=true"], threads=1, data_root=tiny_data_root
+    )
     assert metadata.training["export"]["per_channel"] is True
     assert metadata.training["config"]["export"].get("per_channel") is not True  # the run's own
     card = (tmp_path / "pc" / "MODEL_CARD.md").read_text(encoding="utf-8")
@@ -67,13 +73,19 @@ def test_onnx_fp32_matches_torch_through_the_same_predictor(tiny_run, tmp_path):
         )
 
 
-def test_evaluate_reports_entity_and_topic_scores(tiny_model_dir):
+def test_evaluate_reports_entity_and_topic_scores(tiny_model_dir, tiny_data_root):
     from training.cli import run_evaluate
 
-    report = run_evaluate(tiny_model_dir, None, [], split="test", record=True, threads=1)
+    report = run_evaluate(
+        tiny_model_dir, None, [], split="test", record=True, threads=1, data_root=tiny_data_root
+    )
     entity, topic = report["entity"], report["topic"]
     assert 0 <= entity["micro_f1"] <= 100
     assert {"PER", "LOC", "ORG"} <= set(entity["per_type"])
+    # The headline is the document-level figure; every packing size is reported.
+    assert entity["sentences_per_document"] == 20
+    assert set(entity["by_document"]) == {"1", "5", "20"}
+    assert entity["micro_f1"] == entity["by_document"]["20"]["micro_f1"]
     assert 0 <= topic["section_accuracy"] <= 100
     assert set(topic["per_label"]) == set(ModelMetadata.load(tiny_model_dir).topic_labels)
     stored = ModelMetadata.load(tiny_model_dir).metrics["test"]["int8"]
@@ -85,8 +97,16 @@ def test_sentencepiece_encoder_trains_and_exports_end_to_end(tmp_path, tiny_corp
 
     encoder = tiny.build_tiny_encoder(tmp_path / "encoder", "unigram")
     config = tiny.write_config(tmp_path, encoder, tiny_corpora, training__epochs=1)
-    run = run_train(config, tmp_path / "run", [], progress=False)
-    metadata = run_export(run, tmp_path / "model", ["export.keep_fp32=false"], threads=1)
+    run = run_train(
+        config, tmp_path / "run", [], progress=False, data_root=tiny.data_root(tiny_corpora)
+    )
+    metadata = run_export(
+        run,
+        tmp_path / "model",
+        ["export.keep_fp32=false"],
+        threads=1,
+        data_root=tiny.data_root(tiny_corpora),
+    )
     assert metadata.special_tokens.cls_id == 0 and metadata.special_tokens.pad_id == 1
     assert metadata.onnx_files == {"int8": "model.int8.onnx"}
     assert not (tmp_path / "model" / "model.onnx").exists()
@@ -100,8 +120,16 @@ def test_entity_only_model(tmp_path, tiny_corpora):
 
     encoder = tiny.build_tiny_encoder(tmp_path / "encoder", "wordpiece")
     config = tiny.write_config(tmp_path, encoder, tiny_corpora, training__epochs=1)
-    run = run_train(config, tmp_path / "run", ["topics=null"], progress=False)
-    metadata = run_export(run, tmp_path / "model", [], threads=1)
+    run = run_train(
+        config,
+        tmp_path / "run",
+        ["topics=null"],
+        progress=False,
+        data_root=tiny.data_root(tiny_corpora),
+    )
+    metadata = run_export(
+        run, tmp_path / "model", [], threads=1, data_root=tiny.data_root(tiny_corpora)
+    )
     assert metadata.topic_labels == []
     [result] = Predictor.load(tmp_path / "model", threads=1).analyze(["زار ماكرون بيروت"])
     assert result.topic_scores == {} and result.topics == []
@@ -116,30 +144,156 @@ def test_malformed_corpus_stops_training_with_file_and_line(tmp_path, tiny_corpo
     encoder = tiny.build_tiny_encoder(tmp_path / "encoder", "wordpiece")
     config = tiny.write_config(tmp_path, encoder, dict(tiny_corpora, ner_train=bad))
     with pytest.raises(DataError, match=r"bad.txt:2"):
-        run_train(config, tmp_path / "run", [], progress=False)
+        run_train(
+            config,
+            tmp_path / "run",
+            [],
+            progress=False,
+            data_root=tiny.data_root(dict(tiny_corpora, ner_train=bad)),
+        )
 
 
 def test_ship_keeps_only_the_default_variant_and_every_metric(tiny_model_dir, tmp_path):
-    from training.cli import run_ship
+    from training.ship import run_ship
 
     shipped = run_ship(tiny_model_dir, tmp_path / "shipped")
     names = {p.name for p in (tmp_path / "shipped").iterdir()}
     lexical = {shipped.lexical_head} if shipped.lexical_head else set()
     assert names == {"khabar.json", "tokenizer.json", "MODEL_CARD.md", "model.int8.onnx", *lexical}
     assert shipped.metrics == ModelMetadata.load(tiny_model_dir).metrics
+    assert set(shipped.file_sha256) == {"tokenizer.json", "model.int8.onnx", *lexical}
     assert Predictor.load(tmp_path / "shipped", threads=1).analyze(["بيروت"])[0].topic_scores
 
 
-def test_topic_head_refit_reports_dev_scores_and_keeps_the_better_head(tiny_run, tmp_path):
+def test_ship_in_place_makes_an_older_record_portable(tiny_model_dir, tiny_data_root, tmp_path):
+    from training.ship import run_ship
+
+    model = Path(shutil.copytree(tiny_model_dir, tmp_path / "model"))
+    # As models exported before data roots recorded them: absolute paths, no file sums.
+    record = json.loads((model / "khabar.json").read_text(encoding="utf-8"))
+    del record["file_sha256"]
+    config = record["training"]["config"]
+    config["entities"]["train"] = str(tiny_data_root / config["entities"]["train"])
+    files = record["training"]["data_files"]
+    record["training"]["data_files"] = {str(tiny_data_root / k): v for k, v in files.items()}
+    (model / "khabar.json").write_text(json.dumps(record, ensure_ascii=False), encoding="utf-8")
+
+    shipped = run_ship(model, model, data_root=tiny_data_root)
+    text = (model / "khabar.json").read_text(encoding="utf-8")
+    assert str(tiny_data_root) not in text
+    assert shipped.training["config"]["entities"]["train"] == "ner_train.txt"
+    assert "ner_train.txt" in shipped.training["data_files"]
+    assert set(shipped.file_sha256) == set(shipped.runtime_files)
+    assert not (tmp_path / ".model.staging").exists()
+    assert Predictor.load(model, threads=1).analyze(["بيروت"])
+
+
+def test_ship_keeps_the_source_card_when_the_recipe_notes_are_not_there(tiny_model_dir, tmp_path):
+    from training.ship import run_ship
+
+    model = Path(shutil.copytree(tiny_model_dir, tmp_path / "model"))
+    record = json.loads((model / "khabar.json").read_text(encoding="utf-8"))
+    record["training"]["config"]["card_notes"] = "notes-only-in-the-repository.md"
+    (model / "khabar.json").write_text(json.dumps(record, ensure_ascii=False), encoding="utf-8")
+    run_ship(model, tmp_path / "shipped")
+    card = (tmp_path / "shipped" / "MODEL_CARD.md").read_text(encoding="utf-8")
+    assert card == (model / "MODEL_CARD.md").read_text(encoding="utf-8")
+
+
+def test_ship_refuses_a_corrupt_source(tiny_model_dir, tmp_path):
+    from serving.errors import ModelLoadError
+    from training.ship import run_ship
+
+    model = Path(shutil.copytree(tiny_model_dir, tmp_path / "model"))
+    with (model / "tokenizer.json").open("a", encoding="utf-8") as handle:
+        handle.write(" ")
+    with pytest.raises(ModelLoadError, match="tokenizer.json: corrupt or changed"):
+        run_ship(model, tmp_path / "shipped")
+    assert not (tmp_path / "shipped").exists()
+
+
+def test_export_refuses_a_directory_that_holds_files_unless_forced(
+    tiny_run, tiny_data_root, tmp_path
+):
+    from serving.errors import ConfigError
+    from training.cli import run_export
+
+    output = tmp_path / "model"
+    output.mkdir()
+    (output / "notes.txt").write_text("x", encoding="utf-8")
+    with pytest.raises(ConfigError, match="is not empty"):
+        run_export(tiny_run, output, [], threads=1, data_root=tiny_data_root)
+    metadata = run_export(tiny_run, output, [], threads=1, data_root=tiny_data_root, force=True)
+    assert not (output / "notes.txt").exists()
+    assert set(metadata.file_sha256) == set(metadata.runtime_files)
+
+
+def test_topic_head_refit_reports_dev_scores_and_keeps_the_better_head(
+    tiny_run, tiny_data_root, tmp_path
+):
     import shutil
 
     from training.refit import refit_topic_head
 
     run = tmp_path / "run"
     shutil.copytree(tiny_run, run)
-    report = refit_topic_head(run, epochs=5, show_progress=False)
+    report = refit_topic_head(run, epochs=5, show_progress=False, data_root=tiny_data_root)
     assert report["train_articles"] > 0 and report["dev_articles"] > 0
     assert report["after"]["section_accuracy"] >= report["before"]["section_accuracy"]
     assert report["replaced"] == (report["chosen_pass"] > 0)
     stored = json.loads((run / "run.json").read_text(encoding="utf-8"))
     assert stored["topic_refit"]["chosen_pass"] == report["chosen_pass"]
+
+
+def test_refit_tries_each_layer_and_records_the_chosen_one(tiny_run, tiny_data_root, tmp_path):
+    import shutil
+
+    from training.model import KhabarModel
+    from training.refit import refit_topic_head
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    report = refit_topic_head(
+        run, epochs=3, layers=[None, 1], show_progress=False, data_root=tiny_data_root
+    )
+    assert report["candidate_layers"] == [None, 1]
+    assert {h["layer"] for h in report["history"]} == {None, 1}
+    saved = KhabarModel.load(run / "checkpoint")
+    expected = report["chosen_layer"] if report["replaced"] else None
+    assert saved.topic_layer == expected
+    with pytest.raises(Exception, match="topic layer 7"):
+        refit_topic_head(run, epochs=1, layers=[7], show_progress=False, data_root=tiny_data_root)
+
+
+def test_a_middle_topic_layer_exports_with_parity(tiny_run, tmp_path):
+    import shutil
+
+    from training.model import KhabarModel
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    model = KhabarModel.load(run / "checkpoint")
+    model.topic_layer = 1
+    model.save(run / "checkpoint")
+    output = tmp_path / "model"
+    export_run(run, output, ExportConfig(trim_vocab=False, quantize=False))
+    onnx = Predictor.load(output, threads=1, variant="fp32")
+    _, reloaded = load_run(run)
+    assert reloaded.topic_layer == 1
+    torch_predictor = Predictor(onnx.metadata, onnx.tokenizer, TorchSession(reloaded, threads=1))
+    last = KhabarModel.load(tiny_run / "checkpoint")
+    last_predictor = Predictor(onnx.metadata, onnx.tokenizer, TorchSession(last, threads=1))
+    for a, b, c in zip(
+        onnx.analyze(TEXTS),
+        torch_predictor.analyze(TEXTS),
+        last_predictor.analyze(TEXTS),
+        strict=True,
+    ):
+        np.testing.assert_allclose(
+            list(a.topic_scores.values()), list(b.topic_scores.values()), atol=1e-4
+        )
+        assert [(e.start, e.end) for e in a.entities] == [(e.start, e.end) for e in c.entities]
+    assert any(
+        not np.allclose(list(a.topic_scores.values()), list(c.topic_scores.values()), atol=1e-4)
+        for a, c in zip(onnx.analyze(TEXTS), last_predictor.analyze(TEXTS), strict=True)
+    )

@@ -1,14 +1,21 @@
-"""All corpora of a recipe, loaded and split once: entity train/dev/test, topic train/dev/test."""
+"""All corpora of a recipe, loaded and split once: entity train/dev/test, topic train/dev/test.
+
+Corpus files are found under the recipe's data root (``training/config.py``) and
+recorded by their names under it, each with its sha256, so a run or a model names
+the exact data it saw without naming a machine's paths.
+"""
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import logging
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from training.config import KhabarConfig
+from serving.errors import DataError
+from training.config import DATA_ENV, KhabarConfig, recipe_name
 from training.data.conll import Sentence, read_conll, split_dev
 from training.data.topics import (
     TopicExample,
@@ -64,6 +71,61 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _glob(pattern: str) -> bool:
+    return any(ch in pattern for ch in "*?[")
+
+
+def data_names(config: KhabarConfig, with_test: bool = True) -> list[str]:
+    """The corpus files and patterns a recipe reads, as names under its data root."""
+    names: list[str] = []
+    if config.entities is not None:
+        names.append(config.entities.train.as_posix())
+        if with_test and config.entities.test is not None:
+            names.append(config.entities.test.as_posix())
+    if config.topics is not None:
+        names += [path.as_posix() for path in config.topics.ant_paths]
+        if config.topics.fignews is not None:
+            names.append(config.topics.fignews.as_posix())
+    return names
+
+
+def expand(config: KhabarConfig, name: str) -> dict[str, Path]:
+    """The files a name or a glob pattern stands for under the data root (maybe none)."""
+    root = config.root
+    if _glob(name):
+        return {path.relative_to(root).as_posix(): path for path in sorted(root.glob(name))}
+    path = root / name
+    return {name: path} if path.is_file() else {}
+
+
+def missing_data_message(config: KhabarConfig, name: str) -> str:
+    """One line that says which corpus file is missing and how to point khabar at it."""
+    return (
+        f"{name}: not found under the data root {config.root} (set --data or {DATA_ENV}; "
+        "`khabar data check` lists every corpus the recipe needs and where to get it)"
+    )
+
+
+def data_files(config: KhabarConfig, with_test: bool = True) -> dict[str, Path]:
+    """Every corpus file the recipe reads: its name under the data root -> its path.
+
+    Raises:
+        DataError: A file, or every match of a pattern, is missing.
+    """
+    files: dict[str, Path] = {}
+    for name in data_names(config, with_test):
+        found = expand(config, name)
+        if not found:
+            raise DataError(missing_data_message(config, name))
+        files.update(found)
+    return files
+
+
+def matches(name: str, patterns: list[str]) -> bool:
+    """Whether a data file's name is one of ``patterns`` (names or globs)."""
+    return any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)
+
+
 def _cap(
     examples: list[TopicExample], limit: int | None, seed: int, story_labels: list[str]
 ) -> list[TopicExample]:
@@ -97,36 +159,45 @@ def load_corpora(config: KhabarConfig, with_test: bool = True) -> Corpora:
         DataError: A file is missing or malformed.
     """
     corpora = Corpora()
+    files = data_files(config, with_test)
     entities = config.entities
     if entities is not None:
-        sentences = read_conll(entities.train, entities.types, entities.tag_map)
+        train = entities.train.as_posix()
+        sentences = read_conll(files[train], entities.types, entities.tag_map)
         corpora.entity_train, corpora.entity_dev = split_dev(sentences, entities.dev_fraction)
         if entities.max_train_sentences:
             corpora.entity_train = corpora.entity_train[: entities.max_train_sentences]
-        corpora.files[str(entities.train)] = sha256_of(entities.train)
+        corpora.files[train] = sha256_of(files[train])
         if with_test and entities.test is not None:
-            corpora.entity_test = read_conll(entities.test, entities.types, entities.tag_map)
-            corpora.files[str(entities.test)] = sha256_of(entities.test)
+            test = entities.test.as_posix()
+            corpora.entity_test = read_conll(files[test], entities.types, entities.tag_map)
+            corpora.files[test] = sha256_of(files[test])
     topics = config.topics
     if topics is not None:
-        rules = load_story_rules(topics.story_rules) if topics.story_rules else None
+        rules = None
+        if topics.story_rules is not None:
+            rules_path = config.recipe_path(topics.story_rules)
+            rules = load_story_rules(rules_path)
         examples: list[TopicExample] = []
         if topics.ant_paths:
+            patterns = [path.as_posix() for path in topics.ant_paths]
+            ant = {name: path for name, path in files.items() if matches(name, patterns)}
             examples += load_ant(
-                topics.ant_paths,
+                list(ant.values()),
                 topics.labels,
                 topics.section_map,
                 topics.middle_east_sources,
                 rules,
                 text_fields=topics.text_fields,
             )
-            for path in topics.ant_paths:
-                corpora.files[str(path)] = sha256_of(path)
+            for name, path in ant.items():
+                corpora.files[name] = sha256_of(path)
         if topics.fignews is not None:
-            examples += load_fignews(topics.fignews, topics.labels)
-            corpora.files[str(topics.fignews)] = sha256_of(topics.fignews)
+            fignews = topics.fignews.as_posix()
+            examples += load_fignews(files[fignews], topics.labels)
+            corpora.files[fignews] = sha256_of(files[fignews])
         if topics.story_rules is not None:
-            corpora.files[str(topics.story_rules)] = sha256_of(topics.story_rules)
+            corpora.files[recipe_name(topics.story_rules)] = sha256_of(rules_path)
         splits = split_examples(deduplicate(examples), topics.split.model_dump())
         stories = [label for label in topics.labels if topics.kinds.get(label) == "story"]
         seed = config.training.seed

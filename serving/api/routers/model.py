@@ -8,7 +8,14 @@ from fastapi import APIRouter, Depends
 
 from serving.api.dependencies import get_predictor
 from serving.predictor import Predictor
-from serving.schemas import EntityTypeInfo, ModelInfo, TopicInfo, error_responses
+from serving.schemas import (
+    EntityTypeInfo,
+    ModelInfo,
+    StoriesResponse,
+    StoryInfo,
+    TopicInfo,
+    error_responses,
+)
 
 router = APIRouter()
 
@@ -25,6 +32,19 @@ def model_info(predictor: Predictor) -> ModelInfo:
     """Describe a predictor's model for clients (labels to show, thresholds applied)."""
     meta = predictor.metadata
     session = getattr(predictor, "session", None)
+    stories = getattr(predictor, "stories", None)
+    story_thresholds = stories.thresholds() if stories is not None else {}
+    labels = list(meta.topic_labels) + [s for s in story_thresholds if s not in meta.topic_labels]
+    topics = [
+        TopicInfo(
+            label=label,
+            display_name=predictor.topic_display_name(label),
+            kind=predictor.topic_kind(label),
+            threshold=story_thresholds.get(label, meta.thresholds.get(label)),
+            source="definition" if label in story_thresholds else "model",
+        )
+        for label in labels
+    ]
     return ModelInfo(
         name=meta.name,
         base_encoder=meta.base_encoder,
@@ -34,17 +54,40 @@ def model_info(predictor: Predictor) -> ModelInfo:
             EntityTypeInfo(label=label, display_name=meta.entity_display_names.get(label, label))
             for label in meta.entity_types
         ],
-        topics=[
-            TopicInfo(
-                label=label,
-                display_name=meta.topic_display_names.get(label, label),
-                kind=meta.topic_kinds.get(label),
-                threshold=meta.thresholds.get(label),
-            )
-            for label in meta.topic_labels
-        ],
-        thresholds=meta.thresholds,
+        topics=topics,
+        thresholds={
+            topic.label: topic.threshold for topic in topics if topic.threshold is not None
+        },
         metrics=meta.metrics,
         versions=meta.versions,
         threads=getattr(session, "threads", None),
+    )
+
+
+@router.get("/stories", summary="Loaded story definitions", responses=error_responses(503))
+async def stories(predictor: Annotated[Predictor, Depends(get_predictor)]) -> StoriesResponse:
+    """The story definitions this server scores (shipped and ``--stories``), with thresholds."""
+    return stories_info(predictor)
+
+
+def stories_info(predictor: Predictor) -> StoriesResponse:
+    """Describe the loaded story definitions."""
+    scorer = getattr(predictor, "stories", None)
+    if scorer is None:
+        return StoriesResponse(stories=[])
+    return StoriesResponse(
+        stories=[
+            StoryInfo(
+                label=story.name,
+                display_names=story.definition.display_names.model_dump(),
+                description=story.definition.description.model_dump(),
+                threshold=story.combiner.threshold,
+                calibrated_on=story.combiner.calibrated_on,
+                anchors=[term.name for term in story.definition.terms.anchors],
+                positive_examples=len(story.definition.examples.positive),
+                near_miss_examples=len(story.definition.examples.near_miss),
+                replaces_model_head=story.name in predictor.metadata.topic_labels,
+            )
+            for story in scorer.stories
+        ]
     )

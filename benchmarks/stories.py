@@ -1,0 +1,118 @@
+"""Story figures on the project's story test set, and what story scoring costs.
+
+    python -m benchmarks.stories [--model models/default] [--threads 2] [--split test]
+
+In one run: P/R/F1 of ``russia_ukraine`` and ``middle_east_conflict`` for the story
+definitions (``configs/stories``), the keyword rules alone (``configs/stories.yaml``)
+and the model's trained heads; then int8 docs/s of the model alone and with the story
+definitions on the same texts, and the story pass's ms per article.
+
+``--pooled`` adds option 2 of the embedding: the fine-tuned model's own mean-pooled
+first window instead of the base e5 pass (``benchmarks/story_pooled.py``), with its
+combiners fitted on dev in this run by the same procedure as the shipped ones
+(``training/story_calibration.py``), and the cost of that pooling pass.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from serving.metadata import DEFAULT_MODEL_DIR
+from serving.predictor import Predictor
+from serving.stories.schema import DEFAULT_STORIES_DIR, load_definitions
+from serving.stories.scorer import StoryScorer, load_story_scorer
+from training.story_eval import collect, fit_combiner, head_is_useful, report
+from training.story_set import DATA_ROOT, StoryItem, load_story_set
+
+
+def _docs_per_second(predictor: Predictor, texts: list[str], repeats: int) -> float:
+    predictor.analyze(texts[:8])  # warm-up
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        predictor.analyze(texts)
+        best = min(best, time.perf_counter() - started)
+    return len(texts) / best
+
+
+def _option_2(
+    predictor: Predictor, items: list[StoryItem], results: list[Any], args: argparse.Namespace
+) -> dict[str, Any]:
+    """Story figures with the fine-tuned model's pooled output, fitted on dev here."""
+    from benchmarks.story_pooled import pooled_encoder
+    from training.story_calibration import REGULARISATION
+
+    encoder = pooled_encoder(predictor, threads=args.threads)
+    scorer = StoryScorer(encoder, load_definitions(DEFAULT_STORIES_DIR))  # type: ignore[arg-type]
+    dev_items = load_story_set("dev", args.data)
+    dev = collect(dev_items, predictor, scorer)
+    for index, story in enumerate(scorer.stories):
+        combiner = fit_combiner(
+            dev.evidence[:, index, :],
+            dev.labels[story.name],
+            c=REGULARISATION,
+            exclude=() if head_is_useful(dev, story.name) else ("model_head",),
+        )
+        scorer.stories[index] = replace(story, combiner=combiner)
+    figures = report(collect(items, predictor, scorer, results), scorer)
+    texts = [item.text for item in items[: args.timing_docs]]
+    started = time.perf_counter()
+    encoder.embed(texts)
+    figures["pooling_pass_ms_per_article_measured_as_second_pass"] = round(
+        1000 * (time.perf_counter() - started) / len(texts), 1
+    )
+    return figures
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command line: print the figures as JSON."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL_DIR)
+    parser.add_argument("--data", type=Path, default=DATA_ROOT)
+    parser.add_argument("--split", default="test", choices=["dev", "test"])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--timing-docs", type=int, default=100)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--pooled", action="store_true", help="also measure option 2")
+    args = parser.parse_args(argv)
+
+    predictor = Predictor.load(args.model, threads=args.threads)
+    scorer = load_story_scorer(threads=args.threads)
+    if scorer is None:
+        raise SystemExit("no story encoder: python -m training.story_encoder first")
+    items = load_story_set(args.split, args.data)
+    results = predictor.analyze([item.text for item in items])
+    figures: dict[str, Any] = {
+        "definition_option_1_base_e5": report(collect(items, predictor, scorer, results), scorer)
+    }
+    if args.pooled:
+        figures["definition_option_2_fine_tuned_pooled"] = _option_2(
+            predictor, items, results, args
+        )
+
+    texts = [item.text for item in items[: args.timing_docs]]
+    alone = _docs_per_second(predictor, texts, args.repeats)
+    with_stories = _docs_per_second(predictor.with_stories(scorer), texts, args.repeats)
+    started = time.perf_counter()
+    scorer.encoder.embed(texts)
+    embed_ms = 1000 * (time.perf_counter() - started) / len(texts)
+    figures["cost"] = {
+        "documents": len(texts),
+        "threads": args.threads,
+        "int8_docs_per_s": round(alone, 2),
+        "int8_with_stories_docs_per_s": round(with_stories, 2),
+        "added_time_percent": round(100 * (alone / with_stories - 1), 1),
+        "story_encoder_ms_per_article": round(embed_ms, 1),
+        "story_encoder_mb": scorer.encoder.info.size_mb,
+        "story_encoder_max_tokens": scorer.encoder.info.max_tokens,
+    }
+    print(json.dumps(figures, ensure_ascii=False, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Stories defined by files, scored without retraining (see ``serving/stories/scorer.py``)."""

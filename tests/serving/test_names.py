@@ -1,0 +1,100 @@
+"""Clean names: clitics off only before a known name, marks off, letters kept."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from benchmarks.articles import NAMES_FIXTURE, score_names
+from serving.gazetteer import Gazetteer, default_gazetteer, fold
+from serving.names import clean_names, name_tokens, surface
+
+MUST_STAY_WHOLE = ("وارسو", "بيروت", "لبنان", "فرنسا")
+
+
+def name_of(mention: str, *others: str, label: str | None = None, text: str = "") -> str:
+    return clean_names([mention, *others], [label, *[None] * len(others)], text)[0]
+
+
+class TestCleanName:
+    @pytest.mark.parametrize("word", MUST_STAY_WHOLE)
+    def test_names_that_begin_with_a_clitic_letter_stay_whole(self, word: str) -> None:
+        assert name_of(word) == word
+        assert name_of(word, word[1:], label="LOC") == word
+
+    def test_clitic_comes_off_before_a_gazetteer_name(self) -> None:
+        assert name_of("بباريس", label="LOC") == "باريس"
+        assert name_of("وأوكرانيا", label="LOC") == "أوكرانيا"
+        assert name_of("وزيلينسكي", label="PER") == "زيلينسكي"
+        assert name_of("والولايات المتحدة", label="LOC") == "الولايات المتحدة"
+
+    def test_li_before_the_article_gives_the_article_back(self) -> None:
+        assert name_of("للأمم المتحدة", label="ORG") == "الأمم المتحدة"
+        assert name_of("للبنان", label="LOC") == "لبنان"
+
+    def test_clitic_comes_off_before_a_name_known_from_the_article(self) -> None:
+        assert name_of("وكانغهام") == "وكانغهام"
+        assert name_of("وكانغهام", "خافيير كانغهام", label="PER") == "كانغهام"
+
+    def test_unknown_remainder_keeps_the_clitic(self) -> None:
+        assert name_of("وفيزنر", label="PER") == "وفيزنر"
+
+    def test_a_person_is_not_cut_to_a_place(self) -> None:
+        # لاوس is a country: كلاوس (Klaus) must not become it.
+        assert "لاوس" in {key for key in default_gazetteer().labels}
+        assert name_of("كلاوس", label="PER") == "كلاوس"
+
+    def test_marks_and_tatweel_go_hamza_stays(self) -> None:
+        assert name_of("إسرائيلُ") == "إسرائيل"
+        assert name_of("القاهـــرة") == "القاهرة"
+        assert name_of('بـ"ذا فويس"') == '"ذا فويس"'
+
+    def test_hamza_after_a_clitic_marks_the_clitic(self) -> None:
+        assert name_of("بأجدير", label="LOC") == "أجدير"
+        assert name_of("كأس", label="MISC") == "كأس"
+
+    def test_head_nouns_make_a_several_word_name_known(self) -> None:
+        assert name_of("وحركة الجهاد الإسلامي", label="ORG") == "حركة الجهاد الإسلامي"
+        assert name_of("وحركة", label="ORG") == "وحركة"
+
+    def test_several_words_standing_alone_in_the_text_are_known(self) -> None:
+        text = "قالت هيئة مكافحة الفساد ... وأضاف رئيس لهيئة مكافحة الفساد"
+        assert name_of("لهيئة مكافحة الفساد", text=text) == "هيئة مكافحة الفساد"
+
+    def test_custom_gazetteer(self) -> None:
+        gazetteer = Gazetteer.from_names([("LOC", "زحلة")])
+        assert clean_names(["بزحلة"], ["LOC"], gazetteer=gazetteer) == ["زحلة"]
+
+    @given(st.text(alphabet=list("وفبلكالمحدنرسيتأإة ـ\u064e"), max_size=20))
+    def test_a_name_is_the_mention_less_a_leading_clitic(self, mention: str) -> None:
+        name = name_of(mention)
+        written = surface(mention)
+        assert len(name) <= len(written)
+        assert written.endswith(name) or (name.startswith("ال") and written.endswith(name[2:]))
+
+    def test_name_tokens_fold_and_drop_the_article(self) -> None:
+        assert name_tokens("الدولار") == name_tokens("دولار")
+        assert name_tokens("إسرائيل") == name_tokens("اسرائيل")
+        assert name_tokens("الله") == (fold("الله"),)
+
+
+def fixture_rows(part: str) -> list[dict]:
+    return json.loads(NAMES_FIXTURE.read_text(encoding="utf-8"))[part]
+
+
+def test_fixture_is_big_enough_and_has_the_hard_cases() -> None:
+    rows = fixture_rows("mentions")
+    assert len(rows) >= 200
+    sources = {row["source"].split(":")[0] for row in rows}
+    assert sources == {"anercorp", "ant"}
+    written = {row["text"] for row in rows}
+    assert set(MUST_STAY_WHOLE) <= written
+
+
+def test_clean_names_of_real_mentions() -> None:
+    score = score_names(fixture_rows("mentions"))
+    assert score.accuracy >= 0.95, score.wrong
+    assert score.lost_letters == []

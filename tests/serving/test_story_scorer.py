@@ -1,0 +1,91 @@
+"""Story definitions scored by the shipped model and story encoder, on texts written here.
+
+Nothing asserts a score value: only which side of its threshold a text falls, so a
+retrained model or a recalibrated definition keeps these tests meaningful.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from serving.metadata import DEFAULT_MODEL_DIR
+from serving.predictor import Predictor
+from serving.stories.encoder import DEFAULT_STORY_ENCODER_DIR, ENCODER_INFO
+from serving.stories.scorer import load_story_scorer
+
+pytestmark = pytest.mark.skipif(
+    not (DEFAULT_MODEL_DIR / "khabar.json").is_file()
+    or not (DEFAULT_STORY_ENCODER_DIR / ENCODER_INFO).is_file(),
+    reason="needs models/default and models/story-encoder",
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+ISTANBUL = (
+    "أعلن الكرملين أن الرئيس فلاديمير بوتين سيلتقي نظيره الأوكراني فولوديمير زيلينسكي "
+    "في إسطنبول الأسبوع المقبل لبحث وقف إطلاق النار"
+)
+FOOTBALL_KYIV = (
+    "فاز فريق دينامو كييف على ضيفه شاختار دونيتسك بثلاثة أهداف مقابل هدف في قمة الدوري "
+    "الأوكراني لكرة القدم على الملعب الأولمبي في العاصمة كييف أمام أربعين ألف متفرج"
+)
+NATO_EXERCISE = (
+    "بدأت روسيا مناورات عسكرية واسعة قرب حدود دول البلطيق بمشاركة آلاف الجنود، وقال "
+    "حلف شمال الأطلسي إنه يتابع التدريبات وسيجري مناوراته الخاصة في بولندا الشهر المقبل"
+)
+GAZA_TRUCE = (
+    "قال الوسطاء إن إسرائيل وحركة حماس تقتربان من اتفاق هدنة في غزة يشمل الإفراج عن "
+    "محتجزين وأسرى ودخول المساعدات"
+)
+
+
+@pytest.fixture(scope="module")
+def predictor() -> Predictor:
+    base = Predictor.load(DEFAULT_MODEL_DIR, threads=2)
+    return base.with_stories(load_story_scorer(threads=2))
+
+
+def _over(predictor: Predictor, text: str, label: str) -> bool:
+    [result] = predictor.analyze([text])
+    selected = {name for name, _ in result.topics}
+    threshold = predictor.stories.thresholds()[label]  # type: ignore[union-attr]
+    assert (label in selected) == (result.topic_scores[label] >= threshold)
+    return label in selected
+
+
+def test_istanbul_talks_are_russia_ukraine(predictor: Predictor) -> None:
+    assert _over(predictor, ISTANBUL, "russia_ukraine")
+
+
+def test_project_example_is_russia_ukraine(predictor: Predictor) -> None:
+    lines = (ROOT / "examples" / "articles.jsonl").read_text(encoding="utf-8").splitlines()
+    [example] = [json.loads(line) for line in lines if '"russia-ukraine-1"' in line]
+    assert _over(predictor, example["text"], "russia_ukraine")
+
+
+@pytest.mark.parametrize("text", [FOOTBALL_KYIV, NATO_EXERCISE], ids=["football", "nato"])
+def test_near_misses_stay_under(predictor: Predictor, text: str) -> None:
+    assert not _over(predictor, text, "russia_ukraine")
+
+
+def test_gaza_truce_is_middle_east_conflict_not_russia(predictor: Predictor) -> None:
+    assert _over(predictor, GAZA_TRUCE, "middle_east_conflict")
+    assert not _over(predictor, GAZA_TRUCE, "russia_ukraine")
+
+
+def test_story_scores_sit_beside_model_topics(predictor: Predictor) -> None:
+    [result] = predictor.analyze([ISTANBUL])
+    assert set(predictor.metadata.topic_labels) <= set(result.topic_scores)
+    assert predictor.topic_kind("russia_ukraine") == "story"
+    scores = [score for _, score in result.topics]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_new_story_needs_only_a_file(predictor: Predictor) -> None:
+    scorer = load_story_scorer([ROOT / "examples" / "stories"], threads=2)
+    with_sudan = predictor.with_stories(scorer)
+    text = "تجددت المعارك بين الجيش السوداني وقوات الدعم السريع في الخرطوم ودارفور"
+    assert _over(with_sudan, text, "sudan_war")
+    assert not _over(with_sudan, FOOTBALL_KYIV, "sudan_war")

@@ -1,0 +1,108 @@
+"""The project's labelled story set (``tests/data/stories``), joined to its texts.
+
+The set is stand-off: each line names a corpus (``ant`` or ``fignews``), an id, the
+sha256 of the text the model reads (ANT: title and text joined by a newline; FIGNEWS:
+the post) and a 0/1 label per story. Texts come from the data root; a text whose hash
+differs is an error, so figures are never computed on other texts than were labelled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from serving.errors import DataError
+from training.data.topics import ANT_SECTION_MAP
+
+STORY_SET_DIR = Path(__file__).resolve().parents[1] / "tests" / "data" / "stories"
+DATA_ROOT = Path("/work/shared/data")
+ANT_GLOB = "topics/ant-v2.1/*.jsonl"
+FIGNEWS_FILE = "topics/fignews-2024/gaza-war-posts.jsonl"
+STORY_LABELS = ("russia_ukraine", "middle_east_conflict")
+
+
+@dataclass(frozen=True)
+class StoryItem:
+    """One labelled text."""
+
+    corpus: str
+    id: str
+    text: str
+    section: str | None
+    labels: dict[str, int]
+
+
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def data_available(data_root: Path = DATA_ROOT) -> bool:
+    """Whether the ANT and FIGNEWS files the story set points at are present."""
+    return any(data_root.glob(ANT_GLOB)) and (data_root / FIGNEWS_FILE).is_file()
+
+
+Texts = dict[tuple[str, str], list[tuple[str, str | None]]]
+
+
+def corpus_texts(data_root: Path = DATA_ROOT) -> Texts:
+    """``(corpus, id) -> [(text, section label), ...]``: ids repeat in both corpora."""
+    texts: Texts = {}
+    for path in sorted(data_root.glob(ANT_GLOB)):
+        with path.open(encoding="utf-8") as handle:
+            for line in handle:
+                if line.strip():
+                    record = json.loads(line)
+                    text = f"{record['title'].strip()}\n{record['text'].strip()}"
+                    section = ANT_SECTION_MAP.get(record.get("section", ""))
+                    texts.setdefault(("ant", str(record["id"])), []).append((text, section))
+    fignews = data_root / FIGNEWS_FILE
+    if fignews.is_file():
+        with fignews.open(encoding="utf-8") as handle:
+            for line in handle:
+                if line.strip():
+                    record = json.loads(line)
+                    key = ("fignews", str(record["id"]))
+                    texts.setdefault(key, []).append((record["text"], None))
+    return texts
+
+
+def load_story_set(
+    split: str,
+    data_root: Path = DATA_ROOT,
+    set_dir: Path = STORY_SET_DIR,
+    texts: Texts | None = None,
+) -> list[StoryItem]:
+    """The labelled texts of ``split`` (``dev`` or ``test``).
+
+    Raises:
+        DataError: The split file or a text is missing, or a text's hash differs.
+    """
+    path = set_dir / f"{split}.jsonl"
+    if not path.is_file():
+        raise DataError(f"{path}: story set split not found")
+    texts = corpus_texts(data_root) if texts is None else texts
+    items = []
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            record = json.loads(line)
+            key = (record["corpus"], str(record["id"]))
+            if key not in texts:
+                raise DataError(f"{path}:{number}: {key[0]} text {key[1]} not in {data_root}")
+            found = [pair for pair in texts[key] if _sha(pair[0]) == record["sha256"]]
+            if not found:
+                raise DataError(f"{path}:{number}: {key[0]} text {key[1]} differs from its sha256")
+            text, section = found[0]
+            items.append(
+                StoryItem(
+                    corpus=key[0],
+                    id=key[1],
+                    text=text,
+                    section=section,
+                    labels={label: int(record[label]) for label in STORY_LABELS},
+                )
+            )
+    return items
