@@ -123,7 +123,14 @@ def _dev_choices(metadata: ModelMetadata) -> str:
         lines.append(
             f"- topic head refit on frozen features of {refit['train_articles']} training "
             f"articles: dev section accuracy {refit['before']['section_accuracy']:.2f} -> "
-            f"{refit['after']['section_accuracy']:.2f} (pass {refit['chosen_pass']}; "
+            f"{refit['after']['section_accuracy']:.2f} ("
+            + (
+                f"encoder layer {refit['chosen_layer'] or 'last'} of "
+                f"{[layer or 'last' for layer in refit['candidate_layers']]}; "
+                if "candidate_layers" in refit
+                else ""
+            )
+            + f"pass {refit['chosen_pass']}; "
             f"{'kept' if refit['replaced'] else 'not kept'})"
         )
     lexical = metadata.training.get("lexical_head") or {}
