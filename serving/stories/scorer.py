@@ -49,15 +49,15 @@ from serving.stories.schema import (
 from serving.stories.terms import TermMatcher, fold
 
 DEFAULT_COMBINER = Combiner(
-    bias=-24.1373,
+    bias=-23.8918,
     weights={
-        "sim_positive": 8.9777,
-        "sim_margin": 34.1068,
-        "sim_description": 16.156,
-        "anchors_lead": 3.9233,
-        "anchors_body": 1.2346,
-        "context_terms": 0.4225,
-        "anchor_entities": -1.4461,
+        "sim_positive": 10.3233,
+        "sim_margin": 35.5699,
+        "sim_description": 14.2289,
+        "anchors_lead": 3.7639,
+        "anchors_body": 0.6192,
+        "context_terms": 0.3724,
+        "anchor_entities": 1.1127,
         "model_head": 0.0,
     },
     threshold=0.65,
