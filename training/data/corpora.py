@@ -8,13 +8,13 @@ the exact data it saw without naming a machine's paths.
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 import logging
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from serving.errors import DataError
+from serving.metadata import sha256_of_file
 from training.config import DATA_ENV, KhabarConfig, recipe_name
 from training.data.conll import Sentence, read_conll, split_dev
 from training.data.topics import (
@@ -60,15 +60,6 @@ class Corpora:
                 "topic_test",
             )
         }
-
-
-def sha256_of(path: Path) -> str:
-    """Hex sha256 of a file, recorded so a model names the exact data it saw."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _glob(pattern: str) -> bool:
@@ -167,11 +158,11 @@ def load_corpora(config: KhabarConfig, with_test: bool = True) -> Corpora:
         corpora.entity_train, corpora.entity_dev = split_dev(sentences, entities.dev_fraction)
         if entities.max_train_sentences:
             corpora.entity_train = corpora.entity_train[: entities.max_train_sentences]
-        corpora.files[train] = sha256_of(files[train])
+        corpora.files[train] = sha256_of_file(files[train])
         if with_test and entities.test is not None:
             test = entities.test.as_posix()
             corpora.entity_test = read_conll(files[test], entities.types, entities.tag_map)
-            corpora.files[test] = sha256_of(files[test])
+            corpora.files[test] = sha256_of_file(files[test])
     topics = config.topics
     if topics is not None:
         rules = None
@@ -191,13 +182,13 @@ def load_corpora(config: KhabarConfig, with_test: bool = True) -> Corpora:
                 text_fields=topics.text_fields,
             )
             for name, path in ant.items():
-                corpora.files[name] = sha256_of(path)
+                corpora.files[name] = sha256_of_file(path)
         if topics.fignews is not None:
             fignews = topics.fignews.as_posix()
             examples += load_fignews(files[fignews], topics.labels)
-            corpora.files[fignews] = sha256_of(files[fignews])
+            corpora.files[fignews] = sha256_of_file(files[fignews])
         if topics.story_rules is not None:
-            corpora.files[recipe_name(topics.story_rules)] = sha256_of(rules_path)
+            corpora.files[recipe_name(topics.story_rules)] = sha256_of_file(rules_path)
         splits = split_examples(deduplicate(examples), topics.split.model_dump())
         stories = [label for label in topics.labels if topics.kinds.get(label) == "story"]
         seed = config.training.seed
