@@ -22,12 +22,12 @@ from pathlib import Path
 from serving.groups import name_and_group
 from serving.names import clean_names, surface
 from serving.spans import Entity
+from training.config import resolve_data_root
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures"
 NAMES_FIXTURE = FIXTURES / "clean_names.json"
 GROUPS_FIXTURE = FIXTURES / "entity_groups_ant.json"
-ANT_DIR = ROOT.parent / "shared" / "data" / "topics" / "ant-v2.1"
 
 
 @dataclass(frozen=True)
@@ -127,7 +127,12 @@ def score_groups(articles: Sequence[dict], texts: dict[str, str]) -> PairScore:
 def main() -> None:
     """Print the name accuracy and the pairwise grouping scores."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--corpus", type=Path, default=ANT_DIR, help="ANT v2.1 directory")
+    parser.add_argument(
+        "--corpus",
+        type=Path,
+        default=resolve_data_root() / "topics" / "ant-v2.1",
+        help="ANT v2.1 directory (default: under the data root)",
+    )
     parser.add_argument("--errors", action="store_true", help="list every wrong name")
     args = parser.parse_args()
 

@@ -6,9 +6,12 @@ import json
 
 import pytest
 
-from benchmarks.articles import ANT_DIR, GROUPS_FIXTURE, pairs, read_ant, score_groups
+from benchmarks.articles import GROUPS_FIXTURE, pairs, read_ant, score_groups
 from serving.groups import LEAD_CHARS, ArticleParts, group_entities, name_and_group
 from serving.spans import Entity
+from tests.corpora import require_corpora
+
+ANT_FIRST_SHARD = "topics/ant-v2.1/ant-v2.1-000.jsonl"
 
 
 def entities_in(text: str, *mentions: tuple[str, str]) -> list[Entity]:
@@ -129,9 +132,9 @@ def test_pairs_counts_each_pair_once() -> None:
 def test_grouping_on_ant_articles_with_gold_groups() -> None:
     articles = json.loads(GROUPS_FIXTURE.read_text(encoding="utf-8"))["articles"]
     assert len(articles) >= 30
-    texts = read_ant(ANT_DIR, {article["id"] for article in articles})
-    if len(texts) < len(articles):
-        pytest.skip(f"the ANT v2.1 corpus is not at {ANT_DIR} (shared/data/topics/ant-v2.1)")
+    root = require_corpora(ANT_FIRST_SHARD)
+    texts = read_ant(root / ANT_FIRST_SHARD.rsplit("/", 1)[0], {a["id"] for a in articles})
+    assert len(texts) == len(articles), "fixture articles missing from the ANT corpus"
     score = score_groups(articles, texts)
     assert score.gold >= 300
     assert score.f1 >= 0.90, (score.precision, score.recall)
