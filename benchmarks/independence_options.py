@@ -37,8 +37,9 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks import run
 from benchmarks.load import analyze_mixed
+from benchmarks.settings import DEFAULT_CACHE, DEFAULT_MODEL
+from benchmarks.workload import config_of, held_out, sample_workload
 
 ROW_QUANT_SUFFIX = "_rowq"
 
@@ -158,7 +159,7 @@ def differing(
 def main(argv: Sequence[str] | None = None) -> int:
     """Measure every option and print a Markdown table."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.independence_options")
-    parser.add_argument("--model", type=Path, default=run.DEFAULT_MODEL)
+    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL)
     parser.add_argument("--articles", type=int, default=48)
     parser.add_argument("--sentences", type=int, default=96)
     parser.add_argument("--threads", type=int, default=2)
@@ -170,9 +171,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from serving.predictor import Predictor
 
-    config = run.config_of(options.model, None)
-    data = run.held_out(config, run.DEFAULT_CACHE)
-    workload = run.sample_workload(data, options.articles, options.sentences, options.seed)
+    config = config_of(options.model, None)
+    data = held_out(config, DEFAULT_CACHE)
+    workload = sample_workload(data, options.articles, options.sentences, options.seed)
     kinds = {
         "articles": [a["text"] for a in workload["articles"]],
         "sentences": [" ".join(s["tokens"]) for s in workload["sentences"]],

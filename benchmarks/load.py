@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import json
 import re
 import subprocess
 import tempfile
@@ -32,6 +31,12 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from benchmarks.http_load import drive, free_port, serve_command, stop_process, wait_ready
+from benchmarks.machine import child_env, log_tail, machine_info, versions, vmhwm_mb
+from benchmarks.settings import READY_TIMEOUT_S, REPO_ROOT
+from benchmarks.suite import progress_bar
+from benchmarks.workload import config_of, held_out, sample_workload
 
 if TYPE_CHECKING:
     import argparse
@@ -162,22 +167,20 @@ def loopback_run(
     on_event: Callable[..., None],
 ) -> dict[str, Any]:
     """Start ``khabar serve``, warm it, drive the load, read its RSS, stop it."""
-    from benchmarks import run
-
-    port = run.free_port()
+    port = free_port()
     base_url = f"http://127.0.0.1:{port}"
-    command = run.serve_command(options.model, port, options.threads, options.batch_size)
+    command = serve_command(options.model, port, options.threads, options.batch_size)
     log_path = scratch / "load-server.log"
     result: dict[str, Any] = {"status": "ok", "command": " ".join(command)}
     with log_path.open("w", encoding="utf-8") as log:
         process = subprocess.Popen(
-            command, cwd=run.REPO_ROOT, env=run._child_env(), stdout=log, stderr=subprocess.STDOUT
+            command, cwd=REPO_ROOT, env=child_env(), stdout=log, stderr=subprocess.STDOUT
         )
         try:
             on_event(event="progress", phase="start server", done=0, total=1)
-            run.wait_ready(base_url, process, run.READY_TIMEOUT_S)
+            wait_ready(base_url, process, READY_TIMEOUT_S)
             url = f"{base_url}/v1/analyze"
-            asyncio.run(run.drive(url, texts, 4, 16, options.time_cap))  # warm-up
+            asyncio.run(drive(url, texts, 4, 16, options.time_cap))  # warm-up
             result["rss_start_mb"] = vmrss_mb(process.pid)
 
             def done(count: int) -> None:
@@ -200,7 +203,7 @@ def loopback_run(
             sampler.start()
             try:
                 figures = asyncio.run(
-                    run.drive(
+                    drive(
                         url,
                         texts,
                         options.load_concurrency,
@@ -214,22 +217,21 @@ def loopback_run(
                 sampler.join()
             result["rss_end_mb"] = vmrss_mb(process.pid)
             result["rss_samples_mb"] = [(round(t, 1), mb) for t, mb in samples]
-            result["peak_rss_mb"] = run.vmhwm_mb(process.pid)
+            result["peak_rss_mb"] = vmhwm_mb(process.pid)
             statuses = {"200": figures["ok"], **figures["error_kinds"]}
             result.update(figures)
             result["statuses"] = statuses
             result["server_errors"] = sum(n for s, n in statuses.items() if s.startswith("5"))
             result["connection_errors"] = sum(n for s, n in statuses.items() if not s.isdigit())
         except Exception as exc:
-            result = {"status": "error", "note": f"{exc} | server log: {run._tail(log_path)}"}
+            result = {"status": "error", "note": f"{exc} | server log: {log_tail(log_path)}"}
         finally:
-            run.stop_process(process)
+            stop_process(process)
     return result
 
 
 def run_load(options: argparse.Namespace) -> dict[str, Any]:
     """Measure the load mode and return every raw figure."""
-    from benchmarks import run
     from serving.predictor import Predictor
 
     started = time.perf_counter()
@@ -237,7 +239,7 @@ def run_load(options: argparse.Namespace) -> dict[str, Any]:
         "mode": "load",
         "date": dt.date.today().isoformat(),
         "started_at": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "machine": run.machine_info(options.machine),
+        "machine": machine_info(options.machine),
         "settings": {
             "quick": options.quick,
             "model_dir": str(options.model),
@@ -252,7 +254,7 @@ def run_load(options: argparse.Namespace) -> dict[str, Any]:
             "rounds": options.rounds,
         },
     }
-    progress = run._progress(options.quiet)
+    progress = progress_bar(options.quiet)
     with progress, tempfile.TemporaryDirectory(prefix="khabar-load-") as tmp:
         phase = progress.add_task("load", total=1)
 
@@ -265,9 +267,9 @@ def run_load(options: argparse.Namespace) -> dict[str, Any]:
                     total=max(1, event.get("total", 1)),
                 )
 
-        config = run.config_of(options.model, options.config, options.data)
-        data = run.held_out(config, None if options.no_cache else options.cache_dir)
-        workload = run.sample_workload(data, options.articles, options.sentences, options.seed)
+        config = config_of(options.model, options.config, options.data)
+        data = held_out(config, None if options.no_cache else options.cache_dir)
+        workload = sample_workload(data, options.articles, options.sentences, options.seed)
         articles = [a["text"] for a in workload["articles"]]
         sentences = [" ".join(s["tokens"]) for s in workload["sentences"]]
         results["workload"] = {"articles": len(articles), "sentences": len(sentences)}
@@ -284,90 +286,6 @@ def run_load(options: argparse.Namespace) -> dict[str, Any]:
         del predictor
         texts = load_texts(workload)
         results["loopback"] = loopback_run(options, texts, Path(tmp), on_event)
-    results["versions"] = run.versions()
+    results["versions"] = versions()
     results["seconds"] = time.perf_counter() - started
     return results
-
-
-def _fmt(value: float | None, digits: int = 1) -> str:
-    return "—" if value is None else f"{value:,.{digits}f}"
-
-
-def render_markdown(results: Mapping[str, Any]) -> str:
-    """The load report: settings, independence cost, loopback run."""
-    settings = results["settings"]
-    machine = results["machine"]
-    lines = [
-        f"# khabar load benchmark — {results['date']} — {machine['name']}",
-        "",
-        f"{machine['cpu_model']}, {machine['cpus_usable']} usable CPUs; "
-        f"{settings['threads']} intra-op threads, batch size {settings['batch_size']}; "
-        f"{results['workload']['articles']} ANT test articles and "
-        f"{results['workload']['sentences']} ANERcorp test sentences.",
-        "",
-        "## Answers independent of batch mates: what they cost",
-        "",
-        "In process, chunks of 64 documents. *One document per batch* is what khabar does; "
-        "*mixed* is the earlier length-sorted batching across documents, whose answers "
-        "depend on the other documents of the batch.",
-        "",
-        "| documents | one document per batch, docs/s | mixed batches, docs/s | cost | "
-        "CPU ms/doc, one / mixed | CPU cost | answers that differ (entity lists) |",
-        "|---|--:|--:|--:|--:|--:|--:|",
-    ]
-    for kind, figures in results.get("independence", {}).items():
-        cpu = figures.get("cpu_ms_per_document", {})
-        cpu_cost = figures.get("cpu_cost")
-        lines.append(
-            f"| {kind} ({figures['documents']}) "
-            f"| {_fmt(figures['docs_per_s_one_document_per_batch'], 2)} "
-            f"| {_fmt(figures['docs_per_s_mixed_batches'], 2)} "
-            f"| {100 * figures['cost']:.1f}% "
-            f"| {_fmt(cpu.get('one_document_per_batch'))} / {_fmt(cpu.get('mixed_batches'))} "
-            f"| {'—' if cpu_cost is None else f'{100 * cpu_cost:.1f}%'} "
-            f"| {figures['answers_that_differ']} ({figures['entity_lists_that_differ']}) |"
-        )
-    loop = results.get("loopback", {})
-    lines += ["", "## Loopback run of `khabar serve`", ""]
-    if loop.get("status") != "ok":
-        lines.append(f"Failed: {loop.get('note', 'unknown error')}")
-    else:
-        statuses = ", ".join(f"{k}: {v}" for k, v in sorted(loop["statuses"].items()))
-        capped = " (stopped by the time cap)" if loop.get("capped") else ""
-        lines += [
-            f"{loop['sent']} requests{capped} at concurrency {loop['concurrency']}, one "
-            "document each (three sentences to one article).",
-            "",
-            "| figure | value |",
-            "|---|--:|",
-            f"| statuses | {statuses} |",
-            f"| 5xx | {loop['server_errors']} |",
-            f"| connection errors | {loop['connection_errors']} |",
-            f"| documents/s | {_fmt(loop['docs_per_s'], 2)} |",
-            f"| latency p50 / p95 / p99 ms | {_fmt(loop['p50_ms'], 0)} / "
-            f"{_fmt(loop['p95_ms'], 0)} / {_fmt(loop['p99_ms'], 0)} |",
-            f"| server RSS after warm-up / at the end / peak MB | {_fmt(loop['rss_start_mb'])} / "
-            f"{_fmt(loop['rss_end_mb'])} / {_fmt(loop['peak_rss_mb'])} |",
-        ]
-        samples = [mb for _, mb in loop.get("rss_samples_mb", []) if mb is not None]
-        if samples:
-            quarters = [samples[min(len(samples) - 1, len(samples) * q // 4)] for q in range(4)]
-            lines += [
-                "",
-                "Server RSS through the run (MB, at 0/4, 1/4, 2/4, 3/4 of it, then the end): "
-                + ", ".join(_fmt(mb) for mb in quarters)
-                + f", {_fmt(loop['rss_end_mb'])}.",
-            ]
-    lines += ["", f"Run took {results['seconds'] / 60:.1f} minutes."]
-    return "\n".join(lines) + "\n"
-
-
-def write_results(results: Mapping[str, Any], out_dir: Path) -> tuple[Path, Path]:
-    """Write ``<date>-<machine>-load.md`` and ``.json``; return both paths."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    stem = f"{results['date']}-{results['machine']['name']}-load"
-    markdown = out_dir / f"{stem}.md"
-    raw = out_dir / f"{stem}.json"
-    markdown.write_text(render_markdown(results), encoding="utf-8")
-    raw.write_text(json.dumps(results, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-    return markdown, raw

@@ -1,4 +1,4 @@
-"""Tests of benchmarks/run.py: its helpers on hand-built numbers, and one quick tiny run."""
+"""Tests of the benchmark package: its helpers on hand-built numbers, and one quick tiny run."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from benchmarks import run as bench
+from benchmarks import cli, engines, machine, report, settings, stats, workload
 
 
 def engine(docs_per_s: float, **extra: Any) -> dict[str, Any]:
@@ -26,15 +26,17 @@ def engine(docs_per_s: float, **extra: Any) -> dict[str, Any]:
 
 def hand_built(**overrides: Any) -> dict[str, Any]:
     engines = {
-        bench.TORCH_FP32: engine(4.0, accuracy={"entity_micro_f1": 80.0, "topic_micro_f1": 70.0}),
-        bench.BERT_BASE: engine(1.0),
-        bench.ONNX_FP32: engine(6.0, accuracy={"entity_micro_f1": 80.5}),
-        bench.ONNX_INT8: engine(
+        settings.TORCH_FP32: engine(
+            4.0, accuracy={"entity_micro_f1": 80.0, "topic_micro_f1": 70.0}
+        ),
+        settings.BERT_BASE: engine(1.0),
+        settings.ONNX_FP32: engine(6.0, accuracy={"entity_micro_f1": 80.5}),
+        settings.ONNX_INT8: engine(
             10.0,
             accuracy={"entity_micro_f1": 79.9, "topic_micro_f1": 71.0, "section_accuracy": 88.0},
             single_band={"calls": 5, "p50_ms": 90.0, "p95_ms": 99.0, "p99_ms": 99.5},
         ),
-        bench.HTTP_INT8: {
+        settings.HTTP_INT8: {
             "status": "ok",
             "peak_rss_mb": 450.0,
             "model_mb": 30.0,
@@ -52,8 +54,8 @@ def hand_built(**overrides: Any) -> dict[str, Any]:
         "workload": {
             "articles": {
                 "documents": 40,
-                "words": bench.distribution([10, 20, 400]),
-                "tokens": bench.distribution([15, 30, 600]),
+                "words": stats.distribution([10, 20, 400]),
+                "tokens": stats.distribution([15, 30, 600]),
                 "windows": 50,
                 "padding_ratio": 0.125,
                 "in_band": 1,
@@ -72,50 +74,50 @@ def by_name(found: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 class TestPercentiles:
     def test_percentiles_interpolate_linearly(self) -> None:
-        assert bench.percentiles([1.0, 2.0, 3.0, 4.0, 5.0]) == {
+        assert stats.percentiles([1.0, 2.0, 3.0, 4.0, 5.0]) == {
             "p50": 3.0,
             "p95": pytest.approx(4.8),
             "p99": pytest.approx(4.96),
         }
 
     def test_percentiles_of_nothing_are_none(self) -> None:
-        assert bench.percentiles([]) == {"p50": None, "p95": None, "p99": None}
+        assert stats.percentiles([]) == {"p50": None, "p95": None, "p99": None}
 
     def test_distribution_reports_min_p50_p90_max(self) -> None:
-        stats = bench.distribution(list(range(1, 11)))
-        assert (stats["min"], stats["max"]) == (1.0, 10.0)
-        assert stats["p50"] == pytest.approx(5.5)
-        assert stats["p90"] == pytest.approx(9.1)
+        figures = stats.distribution(list(range(1, 11)))
+        assert (figures["min"], figures["max"]) == (1.0, 10.0)
+        assert figures["p50"] == pytest.approx(5.5)
+        assert figures["p90"] == pytest.approx(9.1)
 
 
 class TestPaddingRatio:
     def test_one_full_batch_has_no_padding(self) -> None:
-        assert bench.padding_ratio([[5, 5, 5]]) == 0.0
+        assert stats.padding_ratio([[5, 5, 5]]) == 0.0
 
     def test_padding_counts_cls_and_sep_in_every_row(self) -> None:
         # widths 12 and 4: 2*12 + 1*4 = 28 positions; real (10+2)+(2+2)+(2+2) = 20.
-        assert bench.padding_ratio([[10, 2], [2]]) == pytest.approx(8 / 28)
+        assert stats.padding_ratio([[10, 2], [2]]) == pytest.approx(8 / 28)
 
     def test_no_batches_means_no_padding(self) -> None:
-        assert bench.padding_ratio([]) == 0.0
-        assert bench.padding_ratio([[]]) == 0.0
+        assert stats.padding_ratio([]) == 0.0
+        assert stats.padding_ratio([[]]) == 0.0
 
 
 class TestSampling:
     def test_sample_has_n_items_and_keeps_the_length_mix(self) -> None:
         items = list(range(1000))
-        sample = bench.stratified_sample(items, 100, seed=3, length=lambda x: x)
+        sample = stats.stratified_sample(items, 100, seed=3, length=lambda x: x)
         assert len(sample) == len(set(sample)) == 100
         # Systematic sampling: exactly one item from every tenth of the range.
         assert sorted(x // 10 for x in sample) == list(range(100))
 
     def test_sample_is_seeded(self) -> None:
         items = [f"{'w ' * n}" for n in range(50)]
-        first = bench.stratified_sample(items, 10, seed=1, length=bench.word_count)
-        assert first == bench.stratified_sample(items, 10, seed=1, length=bench.word_count)
+        first = stats.stratified_sample(items, 10, seed=1, length=stats.word_count)
+        assert first == stats.stratified_sample(items, 10, seed=1, length=stats.word_count)
 
     def test_asking_for_more_than_there_is_returns_all(self) -> None:
-        assert sorted(bench.stratified_sample([3, 1, 2], 10, seed=0, length=lambda x: x)) == [
+        assert sorted(stats.stratified_sample([3, 1, 2], 10, seed=0, length=lambda x: x)) == [
             1,
             2,
             3,
@@ -127,18 +129,18 @@ class TestSampling:
             "sentences": [{"tokens": [str(i)], "tags": ["O"]} for i in range(20)],
             "sections": ["politics"],
         }
-        workload = bench.sample_workload(data, n_articles=3, n_sentences=5, seed=2)
-        kept = [int(s["tokens"][0]) for s in workload["sentences"]]
+        sample = workload.sample_workload(data, n_articles=3, n_sentences=5, seed=2)
+        kept = [int(s["tokens"][0]) for s in sample["sentences"]]
         assert len(kept) == 5 and kept == sorted(kept)
-        assert len(workload["articles"]) == 3
+        assert len(sample["articles"]) == 3
 
     def test_chunks_cover_every_item_once(self) -> None:
-        assert list(bench.chunked(list(range(5)), 2)) == [[0, 1], [2, 3], [4]]
+        assert list(stats.chunked(list(range(5)), 2)) == [[0, 1], [2, 3], [4]]
 
 
 class TestTargets:
     def test_targets_pass_and_miss_with_margins(self) -> None:
-        found = by_name(bench.targets(hand_built()))
+        found = by_name(stats.targets(hand_built()))
         vs_torch = found["int8 docs/s ≥ 2× torch-fp32"]
         assert vs_torch["value"] == pytest.approx(2.5)
         assert vs_torch["status"] == "PASS"
@@ -157,31 +159,31 @@ class TestTargets:
 
     def test_a_slow_int8_misses_by_the_shortfall(self) -> None:
         results = hand_built()
-        results["engines"][bench.ONNX_INT8]["batch"]["docs_per_s"] = 6.0
-        found = by_name(bench.targets(results))
+        results["engines"][settings.ONNX_INT8]["batch"]["docs_per_s"] = 6.0
+        found = by_name(stats.targets(results))
         target = found["int8 docs/s ≥ 2× torch-fp32"]
         assert target["status"] == "MISS"
         assert target["margin"] == pytest.approx(-0.5)
-        assert "short" in bench._fmt_margin(target)
+        assert "short" in report._fmt_margin(target)
 
     def test_an_int8_f1_drop_over_one_point_misses(self) -> None:
         results = hand_built()
-        results["engines"][bench.ONNX_INT8]["accuracy"]["entity_micro_f1"] = 78.0
-        found = by_name(bench.targets(results))
+        results["engines"][settings.ONNX_INT8]["accuracy"]["entity_micro_f1"] = 78.0
+        found = by_name(stats.targets(results))
         assert found["int8 entity F1 within 1.0 pt of torch-fp32"]["status"] == "MISS"
 
     def test_latency_falls_back_to_all_articles_without_a_400_word_one(self) -> None:
         results = hand_built()
-        results["engines"][bench.ONNX_INT8]["single_band"] = None
-        target = by_name(bench.targets(results))["~400-word article p50 ≤ 100 ms"]
+        results["engines"][settings.ONNX_INT8]["single_band"] = None
+        target = by_name(stats.targets(results))["~400-word article p50 ≤ 100 ms"]
         assert target["value"] == 50.0
         assert "all single calls" in target["note"]
 
     def test_skipped_engines_make_targets_not_applicable(self) -> None:
         results = hand_built()
-        results["engines"][bench.TORCH_FP32] = {"status": "skipped", "note": "no run"}
-        del results["engines"][bench.HTTP_INT8]
-        found = by_name(bench.targets(results))
+        results["engines"][settings.TORCH_FP32] = {"status": "skipped", "note": "no run"}
+        del results["engines"][settings.HTTP_INT8]
+        found = by_name(stats.targets(results))
         assert found["int8 docs/s ≥ 2× torch-fp32"]["status"] == "N/A"
         assert found["int8 entity F1 within 1.0 pt of torch-fp32"]["status"] == "N/A"
         assert found["HTTP c=8 ≥ 85% of in-process int8 docs/s"]["status"] == "N/A"
@@ -189,18 +191,18 @@ class TestTargets:
         assert rss["value"] == 300.0 and "in-process" in rss["note"]
 
     def test_ratios_use_http_docs_per_s_at_concurrency_8(self) -> None:
-        ratios = bench.compute_ratios(hand_built()["engines"])
-        assert ratios[bench.ONNX_INT8]["vs_torch_fp32"] == pytest.approx(2.5)
-        assert ratios[bench.HTTP_INT8]["vs_bert_base"] == pytest.approx(9.0)
-        assert ratios[bench.TORCH_FP32]["vs_torch_fp32"] == pytest.approx(1.0)
+        ratios = stats.compute_ratios(hand_built()["engines"])
+        assert ratios[settings.ONNX_INT8]["vs_torch_fp32"] == pytest.approx(2.5)
+        assert ratios[settings.HTTP_INT8]["vs_bert_base"] == pytest.approx(9.0)
+        assert ratios[settings.TORCH_FP32]["vs_torch_fp32"] == pytest.approx(1.0)
 
 
 class TestRenderMarkdown:
     def test_markdown_has_every_section_and_engine(self) -> None:
-        text = bench.render_markdown(hand_built())
+        text = report.render_markdown(hand_built())
         for heading in ("## Workload", "## Engines", "## HTTP", "## Targets"):
             assert heading in text
-        for name in bench.ENGINES:
+        for name in settings.ENGINES:
             assert f"| {name}" in text
         assert "12.5 %" in text  # padding ratio
         assert "| 2.50× |" in text  # int8 against torch-fp32
@@ -208,72 +210,70 @@ class TestRenderMarkdown:
 
     def test_bert_base_accuracy_is_never_shown(self) -> None:
         results = hand_built()
-        results["engines"][bench.BERT_BASE]["accuracy"] = {"entity_micro_f1": 3.0}
+        results["engines"][settings.BERT_BASE]["accuracy"] = {"entity_micro_f1": 3.0}
         row = next(
             line
-            for line in bench.render_markdown(results).splitlines()
-            if line.startswith(f"| {bench.BERT_BASE}")
+            for line in report.render_markdown(results).splitlines()
+            if line.startswith(f"| {settings.BERT_BASE}")
         )
         assert "3.00" not in row and "n/a" in row
 
     def test_skipped_engines_are_listed_with_their_note(self) -> None:
         results = hand_built()
-        results["engines"][bench.TORCH_FP32] = {"status": "skipped", "note": "no run at runs/x"}
-        text = bench.render_markdown(results)
+        results["engines"][settings.TORCH_FP32] = {"status": "skipped", "note": "no run at runs/x"}
+        text = report.render_markdown(results)
         assert "no run at runs/x" in text
         assert "| torch-fp32 | skipped |" in text
 
     def test_the_log_of_speed_experiments_closes_the_report(self) -> None:
         results = hand_built()
-        assert "## What was tried" not in bench.render_markdown(results)
+        assert "## What was tried" not in report.render_markdown(results)
         results["tried"] = "- static QDQ int8: 1.2x slower, dropped\n"
-        text = bench.render_markdown(results)
+        text = report.render_markdown(results)
         assert text.rstrip().endswith("- static QDQ int8: 1.2x slower, dropped")
         assert text.index("## Targets") < text.index("## What was tried for speed")
 
     def test_tables_are_well_formed(self) -> None:
-        for line in bench.render_markdown(hand_built()).splitlines():
+        for line in report.render_markdown(hand_built()).splitlines():
             if line.startswith("|"):
                 assert line.endswith("|")
 
 
 class TestWorkers:
     def test_peak_rss_is_this_process_own(self) -> None:
-        assert 0 < bench.peak_rss_mb() <= bench.ru_maxrss_mb() + 1
-        assert bench.vmhwm_mb(10**9) is None  # no such process
+        assert 0 < machine.peak_rss_mb() <= machine.ru_maxrss_mb() + 1
+        assert machine.vmhwm_mb(10**9) is None  # no such process
 
     def test_saved_epoch_is_the_last_saved_one(self) -> None:
         history = [{"epoch": 1, "saved": True}, {"epoch": 2, "saved": True}, {"epoch": 3}]
-        assert bench.saved_epoch(history) == 2
-        assert bench.saved_epoch([]) is None
+        assert stats.saved_epoch(history) == 2
+        assert stats.saved_epoch([]) is None
 
     def test_a_crashing_worker_becomes_an_error_result(self, tmp_path: Path) -> None:
-        spec = {"engine": bench.ONNX_INT8, "workload": str(tmp_path / "missing.json")}
+        spec = {"engine": settings.ONNX_INT8, "workload": str(tmp_path / "missing.json")}
         events: list[dict[str, Any]] = []
-        result = bench.run_worker(spec, tmp_path, 60, lambda **e: events.append(e))
+        result = engines.run_worker(spec, tmp_path, 60, lambda **e: events.append(e))
         assert result["status"] == "error"
         assert "FileNotFoundError" in result["note"]
 
 
 class TestCommandLine:
     def test_engines_option_keeps_the_canonical_order(self) -> None:
-        options = bench.build_parser().parse_args(["--engines", "onnx-int8,torch-fp32"])
-        assert options.engines == [bench.TORCH_FP32, bench.ONNX_INT8]
+        options = cli.build_parser().parse_args(["--engines", "onnx-int8,torch-fp32"])
+        assert options.engines == [settings.TORCH_FP32, settings.ONNX_INT8]
 
     def test_unknown_engine_is_a_usage_error(self) -> None:
         with pytest.raises(SystemExit):
-            bench.build_parser().parse_args(["--engines", "gpu"])
+            cli.build_parser().parse_args(["--engines", "gpu"])
 
     def test_quick_fills_small_defaults_and_keeps_given_sizes(self) -> None:
-        options = bench.resolve_options(
-            bench.build_parser().parse_args(["--quick", "--articles", "7"])
-        )
+        options = cli.resolve_options(cli.build_parser().parse_args(["--quick", "--articles", "7"]))
         assert options.articles == 7
-        assert options.sentences == bench.QUICK["sentences"]
-        assert options.time_cap == bench.QUICK["time_cap"]
+        assert options.sentences == settings.QUICK["sentences"]
+        assert options.time_cap == settings.QUICK["time_cap"]
 
     def test_machine_names_are_safe_in_file_names(self) -> None:
-        assert bench.slug("my box/01 (lab)") == "my-box-01-lab"
+        assert stats.slug("my box/01 (lab)") == "my-box-01-lab"
 
 
 @pytest.mark.slow
@@ -284,7 +284,7 @@ def test_quick_run_on_the_tiny_model(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    code = bench.main(
+    code = cli.main(
         [
             "--quick",
             "--data",
@@ -318,17 +318,17 @@ def test_quick_run_on_the_tiny_model(
     markdown = next((tmp_path / "results").glob("*-tiny.md"))
     results = json.loads(markdown.with_suffix(".json").read_text(encoding="utf-8"))
     assert markdown.read_text(encoding="utf-8") in printed
-    for name in bench.ENGINES:
+    for name in settings.ENGINES:
         assert results["engines"][name]["status"] == "ok", results["engines"][name]
-    int8 = results["engines"][bench.ONNX_INT8]
+    int8 = results["engines"][settings.ONNX_INT8]
     assert int8["batch"]["documents"] == results["workload"]["articles"]["documents"] > 0
     assert int8["single"]["calls"] == 3
     assert 0 < int8["peak_rss_mb"] < 2000
     assert 0 <= int8["accuracy"]["entity_micro_f1"] <= 100
     assert "topic_micro_f1" in int8["accuracy"]
-    assert "accuracy" not in results["engines"][bench.BERT_BASE]
-    assert set(results["engines"][bench.HTTP_INT8]["levels"]) == {"1", "8", "32"}
-    assert results["engines"][bench.HTTP_INT8]["peak_rss_mb"] > 0
+    assert "accuracy" not in results["engines"][settings.BERT_BASE]
+    assert set(results["engines"][settings.HTTP_INT8]["levels"]) == {"1", "8", "32"}
+    assert results["engines"][settings.HTTP_INT8]["peak_rss_mb"] > 0
     assert {t["status"] for t in results["targets"]} <= {"PASS", "MISS", "N/A"}
     assert 0 <= results["workload"]["articles"]["padding_ratio"] < 1
 
@@ -354,7 +354,6 @@ class TestLoadMode:
         ]
 
     def test_report_shows_the_cost_statuses_percentiles_and_rss(self) -> None:
-        from benchmarks import load
 
         results = {
             "date": "2025-01-02",
@@ -394,7 +393,7 @@ class TestLoadMode:
             },
             "seconds": 60.0,
         }
-        text = load.render_markdown(results)
+        text = report.render_load_markdown(results)
         assert "| sentences (100) | 40.00 | 50.00 | 20.0% | 25.0 / 20.0 | 25.0% | 30 (3) |" in text
         assert "| statuses | 200: 9, 429: 1 |" in text
         assert "| latency p50 / p95 / p99 ms | 10 / 20 / 30 |" in text
@@ -424,7 +423,7 @@ def test_quick_load_run_on_the_tiny_model(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    code = bench.main(
+    code = cli.main(
         [
             "--load",
             "--quick",
@@ -465,3 +464,24 @@ def test_quick_load_run_on_the_tiny_model(
     assert loop["p99_ms"] >= loop["p50_ms"] > 0
     assert set(results["independence"]) == {"articles", "sentences"}
     assert "## Loopback run" in printed
+
+
+RESULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
+
+
+@pytest.mark.parametrize("raw", sorted(RESULTS.glob("*.json")), ids=lambda path: path.name)
+def test_a_committed_results_file_renders_its_committed_report(raw: Path, tmp_path: Path) -> None:
+    from benchmarks.__main__ import main as benchmarks_main
+
+    out = tmp_path / "report.md"
+    assert benchmarks_main(["report", str(raw), "-o", str(out)]) == 0
+    assert out.read_text(encoding="utf-8") == raw.with_suffix(".md").read_text(encoding="utf-8")
+
+
+def test_an_unreadable_results_file_is_one_error_line(tmp_path: Path, capsys) -> None:
+    from benchmarks.__main__ import main as benchmarks_main
+
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json", encoding="utf-8")
+    assert benchmarks_main(["report", str(bad)]) == 2
+    assert capsys.readouterr().err.startswith("error: cannot render")
