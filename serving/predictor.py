@@ -16,6 +16,7 @@ what that costs in throughput is measured by ``python -m benchmarks.run --load``
 from __future__ import annotations
 
 import logging
+import time
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -29,10 +30,12 @@ from serving.errors import ModelLoadError
 from serving.groups import EntityGroup, name_and_group
 from serving.language import too_little_arabic
 from serving.lexical import LexicalHead
-from serving.metadata import TOKENIZER_NAME, ModelMetadata
+from serving.metadata import MODEL_ENV, TOKENIZER_NAME, ModelMetadata
 from serving.normalise import Normalised, normalise
 from serving.session import ENTITY_OUTPUT, TOPIC_OUTPUT, OnnxSession
 from serving.spans import Entity, to_entities
+from serving.stories.schema import load_definitions
+from serving.stories.scorer import load_story_scorer
 from serving.tokenise import Encoded, Word, encode_words, load_tokenizer, split_words
 from serving.windows import Window, merge_document_scores, merge_token_scores, plan_windows
 
@@ -514,3 +517,29 @@ class Analysis:
             texts = [item.normalised.original for item in self.prepared]
             results = self.predictor.add_stories(texts, results)
         return results
+
+
+def load_predictor(
+    model_dir: Path, threads: int | None = None, stories: Sequence[Path] = ()
+) -> Predictor:
+    """Load the model and the story definitions (the shipped ones plus ``stories``).
+
+    Definitions are validated before the model loads, so a bad file fails first and
+    fast, with one line naming the file and the field.
+
+    Raises:
+        ConfigError: A story definition is invalid.
+        ModelLoadError: The directory is missing or not a usable model.
+    """
+    if stories:
+        load_definitions(*stories)
+    if not model_dir.is_dir():
+        raise ModelLoadError(
+            f"model directory not found: {model_dir}; pass --model DIR or set {MODEL_ENV}"
+        )
+    started = time.perf_counter()
+    predictor = Predictor.load(model_dir, threads=threads)
+    if predictor.metadata.topic_labels:
+        predictor = predictor.with_stories(load_story_scorer(stories, threads=threads))
+    logger.info("loaded %s in %.1f s", model_dir, time.perf_counter() - started)
+    return predictor

@@ -40,18 +40,17 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from serving.api.metrics import UNMATCHED_ROUTE, Metrics
 from serving.api.routers import analyze, health, metrics, model, page
-from serving.api.routers.metrics import UNMATCHED_ROUTE, Metrics
 from serving.api.runner import InferenceRunner, RunnerMetrics
 from serving.api.settings import ServerSettings
-from serving.cli.predict import load_predictor
 from serving.errors import (
     BodyTimeout,
     ClientDisconnected,
     KhabarError,
     LimitExceeded,
 )
-from serving.predictor import Predictor
+from serving.predictor import Predictor, load_predictor
 from serving.schemas import ErrorBody, describe_limits_in_schema
 
 logger = logging.getLogger(__name__)

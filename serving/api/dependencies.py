@@ -14,7 +14,7 @@ from fastapi import Request
 from serving.errors import ModelLoadError
 
 if TYPE_CHECKING:
-    from serving.api.routers.metrics import Metrics
+    from serving.api.metrics import Metrics
     from serving.api.runner import InferenceRunner
     from serving.api.settings import ServerSettings
     from serving.predictor import Predictor

@@ -1,4 +1,4 @@
-"""``GET /metrics``: Prometheus counters and histograms of one app.
+"""The app's Prometheus counters and histograms (served by ``GET /metrics``).
 
 Each app gets its own :class:`~prometheus_client.CollectorRegistry`, so several
 apps in one process (tests, or two models side by side) never collide on metric
@@ -7,13 +7,8 @@ names, and ``/metrics`` shows only this app's numbers.
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Depends, Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.exposition import generate_latest
-
-from serving.api.dependencies import get_metrics
 
 # Requests take from milliseconds (health) to tens of seconds (64 long documents).
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
@@ -60,17 +55,3 @@ class Metrics:
     def render(self) -> bytes:
         """The registry in Prometheus text format."""
         return generate_latest(self.registry)
-
-
-router = APIRouter()
-
-
-@router.get(
-    "/metrics",
-    response_class=Response,
-    summary="Prometheus metrics",
-    responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Text format 0.0.4."}},
-)
-def metrics(metrics: Annotated[Metrics, Depends(get_metrics)]) -> Response:
-    """Requests by route and status, latency, documents and tokens analysed, errors by type."""
-    return Response(content=metrics.render(), media_type=CONTENT_TYPE_LATEST)

@@ -27,11 +27,11 @@ from serving.cli.predict import (
     MODEL_HELP,
     PREDICT_HELP,
     THREADS_HELP,
-    load_predictor,
     predict_cli,
 )
 from serving.cli.stories import stories_app
 from serving.errors import KhabarError, MissingExtraError
+from serving.predictor import load_predictor
 
 logger = logging.getLogger(__name__)
 

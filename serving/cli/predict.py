@@ -35,7 +35,7 @@ from serving.cli.readers import (
     check_inputs,
     read_inputs,
 )
-from serving.errors import InferenceError, LimitExceeded, ModelLoadError
+from serving.errors import InferenceError, LimitExceeded
 from serving.limits import (
     DEFAULT_MAX_CHARS_PER_DOCUMENT,
     DEFAULT_MAX_TOKENS_PER_DOCUMENT,
@@ -43,7 +43,7 @@ from serving.limits import (
     HasTokens,
 )
 from serving.metadata import DEFAULT_MODEL_DIR, MODEL_ENV
-from serving.predictor import DEFAULT_BATCH_SIZE
+from serving.predictor import DEFAULT_BATCH_SIZE, load_predictor
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -221,36 +221,6 @@ def _analyze_records(
     for pair in records:
         lines.update(_analyze_records([pair], predictor, batch_size))
     return lines
-
-
-def load_predictor(
-    model_dir: Path, threads: int | None = None, stories: Sequence[Path] = ()
-) -> Predictor:
-    """Load the model and the story definitions (the shipped ones plus ``stories``).
-
-    Definitions are validated before the model loads, so a bad file fails first and
-    fast, with one line naming the file and the field.
-
-    Raises:
-        ConfigError: A story definition is invalid.
-        ModelLoadError: The directory is missing or not a usable model.
-    """
-    from serving.predictor import Predictor
-    from serving.stories.schema import load_definitions
-    from serving.stories.scorer import load_story_scorer
-
-    if stories:
-        load_definitions(*stories)
-    if not model_dir.is_dir():
-        raise ModelLoadError(
-            f"model directory not found: {model_dir}; pass --model DIR or set {MODEL_ENV}"
-        )
-    started = time.perf_counter()
-    predictor = Predictor.load(model_dir, threads=threads)
-    if predictor.metadata.topic_labels:
-        predictor = predictor.with_stories(load_story_scorer(stories, threads=threads))
-    logger.info("loaded %s in %.1f s", model_dir, time.perf_counter() - started)
-    return predictor
 
 
 def predict_cli(

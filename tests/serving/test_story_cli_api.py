@@ -117,7 +117,7 @@ def test_api_lists_stories_and_kinds() -> None:
 @needs_models
 def test_api_answers_as_analyze_does_with_names_groups_and_stories() -> None:
     """The server's step-wise path (prepare, fair steps, results) gives analyze()'s answer."""
-    from serving.cli.predict import load_predictor
+    from serving.predictor import load_predictor
 
     predictor = load_predictor(DEFAULT_MODEL_DIR, 1, [SUDAN])
     texts = [

@@ -22,7 +22,7 @@ from fastapi import APIRouter, Depends, Request
 from starlette.types import Receive
 
 from serving.api.dependencies import get_metrics, get_predictor, get_runner, get_settings
-from serving.api.routers.metrics import Metrics
+from serving.api.metrics import Metrics
 from serving.api.runner import InferenceRunner
 from serving.api.settings import ServerSettings
 from serving.errors import ClientDisconnected, DeadlineExceeded, LimitExceeded
