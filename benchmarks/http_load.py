@@ -38,7 +38,7 @@ def free_port() -> int:
 def serve_command(model_dir: Path, port: int, threads: int, batch_size: int) -> list[str]:
     """``khabar serve`` from this interpreter's environment."""
     script = Path(sys.executable).parent / "khabar"
-    prefix = [str(script)] if script.is_file() else [sys.executable, "-m", "serving.cli.app"]
+    prefix = [str(script)] if script.is_file() else [sys.executable, "-m", "khabar_cli.app"]
     return prefix + [
         "serve",
         "--model",

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-PROJECT_PACKAGES = {"serving", "training", "benchmarks", "tests"}
+PROJECT_PACKAGES = {"khabar_cli", "serving", "training", "benchmarks", "tests", "tools"}
 
 
 def normalise(name: str) -> str:
@@ -63,7 +63,9 @@ def imported(package: str) -> dict[str, str]:
     return found
 
 
-@pytest.mark.parametrize(("package", "extra"), [("serving", "serve"), ("training", "train")])
+@pytest.mark.parametrize(
+    ("package", "extra"), [("khabar_cli", "serve"), ("serving", "serve"), ("training", "train")]
+)
 def test_every_import_is_declared_in_its_extra(package: str, extra: str) -> None:
     providers = importlib.metadata.packages_distributions()
     allowed = declared(extra)

@@ -1,6 +1,6 @@
 """The work behind ``khabar train``, ``khabar export``, ``khabar evaluate`` and ``khabar data``.
 
-Plain functions that tests call directly; ``serving/cli/training_commands.py``
+Plain functions that tests call directly; ``khabar_cli/training_commands.py``
 wraps them in typer commands and imports this module only when one is run.
 """
 

@@ -22,10 +22,10 @@ import pytest
 from fastapi import FastAPI
 from typer.testing import CliRunner
 
+from khabar_cli.app import app as cli_app
 from serving.api.app import begin_shutdown, create_app
 from serving.api.runner import InferenceRunner
 from serving.api.settings import ServerSettings
-from serving.cli.app import app as cli_app
 
 WAIT_SECONDS = 5.0
 
@@ -286,7 +286,7 @@ class TestSettings:
     ) -> None:
         calls: dict[str, object] = {}
         monkeypatch.setattr(
-            "serving.cli.app.load_predictor", lambda model_dir, threads, stories=(): fake_predictor
+            "khabar_cli.app.load_predictor", lambda model_dir, threads, stories=(): fake_predictor
         )
         monkeypatch.setattr(
             "serving.api.server.run_server",

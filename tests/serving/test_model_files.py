@@ -78,7 +78,7 @@ def test_a_model_that_records_no_sums_loads_with_a_warning(
 def test_the_cli_refuses_a_corrupt_model_in_one_line_with_exit_3(model_copy: Path) -> None:
     flip_one_byte(model_copy / "model.int8.onnx")
     result = subprocess.run(
-        [sys.executable, "-m", "serving.cli.app", "predict", "--model", str(model_copy)]
+        [sys.executable, "-m", "khabar_cli.app", "predict", "--model", str(model_copy)]
         + ["--text", TEXT],
         cwd=REPO,
         capture_output=True,

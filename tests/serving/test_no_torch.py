@@ -45,7 +45,7 @@ def test_runtime_imports_and_predicts_without_torch(tiny_model_dir):
         from pathlib import Path
         from serving.predictor import Predictor
         from serving.api.app import create_app
-        import serving.cli.app
+        import khabar_cli.app
         predictor = Predictor.load(Path({str(tiny_model_dir)!r}), threads=1)
         [doc] = predictor.analyze(["زار الرئيس ماكرون بيروت"])
         create_app(predictor=predictor)
@@ -58,11 +58,24 @@ def test_runtime_imports_and_predicts_without_torch(tiny_model_dir):
     assert payload["labels"]
 
 
+def test_help_lists_every_verb_without_torch():
+    result = run_blocked(
+        """
+        from khabar_cli.app import main
+        main(["--help"])
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    for verb in ("predict", "serve", "train", "export", "evaluate", "ship", "stories", "data"):
+        assert verb in result.stdout
+    assert "torch" not in result.stderr
+
+
 @pytest.mark.slow
 def test_training_commands_say_which_extra_is_missing(tmp_path):
     result = run_blocked(
         f"""
-        from serving.cli.app import main
+        from khabar_cli.app import main
         main(["train", {str(tmp_path / "x.yaml")!r}])
         """
     )
@@ -81,7 +94,7 @@ def test_ship_and_data_check_run_without_torch(tiny_model_dir, tiny_corpora, tmp
     result = run_blocked(
         f"""
         import sys
-        from serving.cli.app import main
+        from khabar_cli.app import main
         try:
             main(["ship", {str(tiny_model_dir)!r}, "-o", {str(tmp_path / "shipped")!r}])
         except SystemExit as exc:

@@ -1,4 +1,4 @@
-"""Tests for serving/cli/predict.py and serving/cli/app.py: output, order, errors, exit codes."""
+"""Tests for serving/cli/predict.py and khabar_cli/app.py: output, order, errors, exit codes."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from serving.cli.app import app, main
+from khabar_cli.app import app, main
 from serving.cli.predict import Summary, predict_records
 from serving.cli.readers import Record, RecordError, read_inputs
 from serving.limits import DocumentLimits
@@ -326,7 +326,7 @@ class TestServeCommand:
     ) -> None:
         calls: dict[str, object] = {}
         monkeypatch.setattr(
-            "serving.cli.app.load_predictor", lambda model_dir, threads, stories=(): fake_predictor
+            "khabar_cli.app.load_predictor", lambda model_dir, threads, stories=(): fake_predictor
         )
         monkeypatch.setattr(
             "serving.api.server.run_server",
@@ -370,7 +370,7 @@ def test_output_closed_early_ends_quietly_with_status_0(tmp_path: Path) -> None:
     )
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     process = subprocess.Popen(
-        [sys.executable, "-m", "serving.cli.app", "predict", str(source), "--threads", "1"],
+        [sys.executable, "-m", "khabar_cli.app", "predict", str(source), "--threads", "1"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         cwd=REPO_ROOT,
@@ -434,7 +434,7 @@ def test_missing_model_from_a_real_process_has_no_traceback(tmp_path: Path) -> N
         [
             sys.executable,
             "-m",
-            "serving.cli.app",
+            "khabar_cli.app",
             "predict",
             str(source),
             "--model",

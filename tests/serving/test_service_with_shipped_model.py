@@ -191,7 +191,7 @@ class TestShutdown:
             [
                 sys.executable,
                 "-m",
-                "serving.cli.app",
+                "khabar_cli.app",
                 "serve",
                 "--port",
                 str(port),

@@ -12,9 +12,9 @@ import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
+from khabar_cli.app import app
 from serving.api.app import create_app
 from serving.api.settings import ServerSettings
-from serving.cli.app import app
 from serving.metadata import DEFAULT_MODEL_DIR
 from serving.stories.encoder import DEFAULT_STORY_ENCODER_DIR, ENCODER_INFO
 
@@ -40,7 +40,7 @@ def _bad_story(tmp_path: Path) -> Path:
 def test_bad_definition_fails_predict_with_one_line(tmp_path: Path) -> None:
     bad = _bad_story(tmp_path)
     result = subprocess.run(
-        [sys.executable, "-m", "serving.cli.app", "predict", "--stories", str(bad), "--text", "x"],
+        [sys.executable, "-m", "khabar_cli.app", "predict", "--stories", str(bad), "--text", "x"],
         capture_output=True,
         text=True,
         cwd=ROOT,

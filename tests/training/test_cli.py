@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 def khabar(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "serving.cli.app", *args],
+        [sys.executable, "-m", "khabar_cli.app", *args],
         cwd=REPO,
         capture_output=True,
         text=True,

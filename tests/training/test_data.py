@@ -82,7 +82,7 @@ def test_data_check_command_prints_the_report_and_fails_in_one_line(
     config = tiny.write_config(tmp_path, tmp_path / "encoder", tiny_corpora)
     args = ["data", "check", "--config", str(config), "--model", str(tiny_model_dir)]
     result = subprocess.run(
-        [sys.executable, "-m", "serving.cli.app", *args, "--data", str(tmp_path / "none")],
+        [sys.executable, "-m", "khabar_cli.app", *args, "--data", str(tmp_path / "none")],
         cwd=REPO,
         capture_output=True,
         text=True,

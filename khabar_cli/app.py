@@ -1,4 +1,4 @@
-"""The ``khabar`` command: ``predict``, ``serve`` and the training-side commands.
+"""The ``khabar`` command's root: ``predict``, ``serve``, ``stories`` and the training verbs.
 
 ``main()`` is the console script. It is the one place where errors become what a
 user sees: a :class:`~serving.errors.KhabarError` is one ``error: ...`` line on
@@ -20,7 +20,8 @@ from typing import Annotated, NoReturn
 
 import typer
 
-from serving.cli import training_commands
+from khabar_cli import training_commands
+from khabar_cli.stories import stories_app
 from serving.cli.predict import (
     DEFAULT_MODEL_DIR,
     MODEL_ENV,
@@ -29,7 +30,6 @@ from serving.cli.predict import (
     THREADS_HELP,
     predict_cli,
 )
-from serving.cli.stories import stories_app
 from serving.errors import KhabarError, MissingExtraError
 from serving.predictor import load_predictor
 
