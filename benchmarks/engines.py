@@ -59,8 +59,8 @@ def build_engine(spec: Mapping[str, Any]) -> tuple[Predictor, dict[str, Any]]:
     import torch
 
     from training.model import WEIGHTS_NAME, KhabarModel, encoder_from_config
+    from training.rundir import CHECKPOINT_DIR, RUN_NAME
     from training.torch_session import TorchSession
-    from training.trainer import CHECKPOINT_DIR, RUN_NAME, TOKENIZER_FILE
 
     metadata = ModelMetadata.load(model_dir)
     tokenizer = load_tokenizer(model_dir / TOKENIZER_NAME)
@@ -78,7 +78,7 @@ def build_engine(spec: Mapping[str, Any]) -> tuple[Predictor, dict[str, Any]]:
                 f"the checkpoint has {rows} embedding rows but the model's tokenizer has "
                 f"{vocab_size} ids: the ids would not match"
             )
-        run_tokenizer = run_dir / TOKENIZER_FILE
+        run_tokenizer = run_dir / TOKENIZER_NAME
         if run_tokenizer.is_file() and load_tokenizer(run_tokenizer).get_vocab(
             with_added_tokens=True
         ) != tokenizer.get_vocab(with_added_tokens=True):

@@ -53,7 +53,7 @@ def versions() -> dict[str, str]:
     import importlib.metadata as md
 
     try:
-        from training.trainer import library_versions
+        from training.rundir import library_versions
 
         found = library_versions()
     except ImportError:  # no torch here: only the packages that are installed

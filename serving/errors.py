@@ -44,6 +44,14 @@ class ConfigError(KhabarError):
     error_type = "config_error"
 
 
+class ParityError(KhabarError):
+    """An exported ONNX graph's outputs differ from the torch model's beyond the tolerance."""
+
+    exit_code = 2
+    http_status = 500
+    error_type = "parity_error"
+
+
 class DataError(KhabarError):
     """A corpus file is missing or malformed; the message names the file and line."""
 

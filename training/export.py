@@ -9,7 +9,6 @@ parity check of the fp32 graph against the torch logits.
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import tempfile
@@ -20,15 +19,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from serving.errors import ConfigError, ModelLoadError
+from serving.errors import ConfigError, ParityError
 from serving.metadata import TOKENIZER_NAME, ModelMetadata
-from serving.normalise import normalise
 from serving.session import OnnxSession
-from serving.tokenise import load_tokenizer, split_words
 from training.config import ExportConfig
 from training.model import KhabarModel
-from training.trainer import CHECKPOINT_DIR, RUN_NAME, TOKENIZER_FILE, library_versions
-from training.vocab import check_one_to_one, trim_vocabulary, used_token_ids
+from training.rundir import CHECKPOINT_DIR, library_versions, read_run
+from training.vocab import trim_model
 
 logger = logging.getLogger(__name__)
 
@@ -75,56 +72,10 @@ class _OnnxWrapper(torch.nn.Module):
         return tuple(outputs[name] for name in self.names)
 
 
-def read_run(run_dir: Path) -> dict[str, Any]:
-    """Read a training run's ``run.json`` (config, metadata draft, data hashes, history).
-
-    Raises:
-        ModelLoadError: The directory is not a finished training run.
-    """
-    run_file = run_dir / RUN_NAME
-    if not run_file.is_file() or not (run_dir / CHECKPOINT_DIR).is_dir():
-        raise ModelLoadError(
-            f"{run_dir} is not a finished training run (needs {RUN_NAME} and {CHECKPOINT_DIR}/)"
-        )
-    return json.loads(run_file.read_text(encoding="utf-8"))
-
-
 def load_run(run_dir: Path) -> tuple[dict[str, Any], KhabarModel]:
     """Read ``run.json`` and the checkpoint, with eager attention (what ONNX fuses best)."""
     run = read_run(run_dir)
     return run, KhabarModel.load(run_dir / CHECKPOINT_DIR, attn_implementation="eager")
-
-
-def trim_model(
-    model: KhabarModel, tokenizer_path: Path, corpus: list[list[str]], output_dir: Path
-) -> dict[str, Any]:
-    """Trim tokenizer and embedding matrix to the corpus; write the new tokenizer.
-
-    Returns:
-        Sizes before/after and how many corpus tokens were compared one-to-one.
-    """
-    from tokenizers import Tokenizer
-
-    original = load_tokenizer(tokenizer_path)
-    used = used_token_ids(original, corpus)
-    trimmed = trim_vocabulary(tokenizer_path.read_text(encoding="utf-8"), used)
-    trimmed_tokenizer = Tokenizer.from_str(trimmed.tokenizer_json)
-    compared = check_one_to_one(original, trimmed_tokenizer, trimmed.new_to_old, corpus)
-    embeddings = model.encoder.get_input_embeddings()
-    old_size = embeddings.weight.shape[0]
-    index = torch.from_numpy(trimmed.new_to_old)
-    new_embeddings = torch.nn.Embedding(len(index), embeddings.weight.shape[1], padding_idx=None)
-    new_embeddings.weight.data = embeddings.weight.data[index].clone()
-    model.encoder.set_input_embeddings(new_embeddings)
-    model.encoder.config.vocab_size = len(index)
-    (output_dir / TOKENIZER_NAME).write_text(trimmed.tokenizer_json, encoding="utf-8")
-    return {
-        "trimmed": True,
-        "original_size": int(old_size),
-        "size": trimmed.size,
-        "corpus_tokens_checked_one_to_one": compared,
-        "new_to_old": trimmed.new_to_old,
-    }
 
 
 def _export_fp32(model: KhabarModel, path: Path, opset: int) -> list[str]:
@@ -223,7 +174,8 @@ def export_run(
 
     Raises:
         ModelLoadError: The run is incomplete.
-        ConfigError: Trimming was asked for without a corpus, or parity fails.
+        ConfigError: Trimming was asked for without a corpus.
+        ParityError: The fp32 graph differs from the torch model beyond the tolerance.
     """
     run, model = load_run(run_dir)
     metadata = ModelMetadata.model_validate(run["metadata"])
@@ -237,10 +189,10 @@ def export_run(
         if settings.trim_vocab:
             if not corpus:
                 raise ConfigError("vocabulary trimming needs a corpus (the recipe's texts)")
-            vocab = trim_model(model, run_dir / TOKENIZER_FILE, corpus, tmp)
+            vocab = trim_model(model, run_dir / TOKENIZER_NAME, corpus, tmp)
             vocab.pop("new_to_old")
         else:
-            shutil.copy(run_dir / TOKENIZER_FILE, tmp / TOKENIZER_NAME)
+            shutil.copy(run_dir / TOKENIZER_NAME, tmp / TOKENIZER_NAME)
         fp32 = tmp / FP32_NAME
         _export_fp32(model, fp32, settings.opset)
         if settings.optimize:
@@ -248,7 +200,7 @@ def export_run(
         diffs = parity(model, fp32, metadata.special_tokens.pad_id)
         worst = max(diffs.values())
         if worst > settings.parity_tolerance:
-            raise ConfigError(
+            raise ParityError(
                 f"ONNX fp32 differs from torch by {worst:.2e} (> {settings.parity_tolerance:.0e})"
             )
         files = {"fp32": FP32_NAME}
@@ -286,8 +238,3 @@ def export_run(
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return metadata, report
-
-
-def corpus_words(texts: list[str], metadata: ModelMetadata) -> list[list[str]]:
-    """Word-split texts exactly as serving will see them (for trimming)."""
-    return [[w.text for w in split_words(normalise(t, metadata.normaliser).text)] for t in texts]

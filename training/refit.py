@@ -9,7 +9,6 @@ decides the number of passes, and whether the refit head replaces the old one.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,14 +19,14 @@ import torch
 from torch import nn
 
 from serving.errors import ConfigError
-from serving.metadata import ModelMetadata
+from serving.metadata import TOKENIZER_NAME, ModelMetadata
 from serving.tokenise import load_tokenizer
 from training.config import UNCAPPED_TOPICS, KhabarConfig, validate_config
 from training.data.corpora import load_corpora
-from training.export import read_run
 from training.features import TopicFeature, topic_features
 from training.model import KhabarModel, mean_pool
-from training.trainer import CHECKPOINT_DIR, RUN_NAME, TOKENIZER_FILE, set_seed
+from training.rundir import CHECKPOINT_DIR, RUN_NAME, read_run, write_run
+from training.trainer import set_seed
 
 logger = logging.getLogger(__name__)
 
@@ -113,7 +112,7 @@ def refit_topic_head(
     metadata = ModelMetadata.model_validate(run["metadata"])
     model = KhabarModel.load(run_dir / CHECKPOINT_DIR)
     assert model.topic_head is not None
-    tokenizer = load_tokenizer(run_dir / TOKENIZER_FILE)
+    tokenizer = load_tokenizer(run_dir / TOKENIZER_NAME)
     corpora = load_corpora(config, with_test=False)
     labels = list(config.topics.labels)
     special = metadata.special_tokens
@@ -194,6 +193,6 @@ def refit_topic_head(
         model.topic_layer = best[2]
         model.save(run_dir / CHECKPOINT_DIR)
     run["topic_refit"] = report
-    (run_dir / RUN_NAME).write_text(json.dumps(run, ensure_ascii=False, indent=2), encoding="utf-8")
+    write_run(run_dir, run)
     logger.info("topic head refit: %s", {k: v for k, v in report.items() if k != "history"})
     return report

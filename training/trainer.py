@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from serving.decode import bio_tags
-from serving.metadata import ModelMetadata, SpecialTokens
+from serving.metadata import TOKENIZER_NAME, ModelMetadata, SpecialTokens
 from serving.predictor import Predictor
 from serving.tokenise import load_tokenizer
 from training.config import KhabarConfig
@@ -39,35 +39,11 @@ from training.features import (
     topic_features,
 )
 from training.model import KhabarModel, build_encoder
+from training.rundir import CHECKPOINT_DIR, library_versions, write_run
 from training.torch_session import TorchSession
+from training.vocab import corpus_words, trim_model
 
 logger = logging.getLogger(__name__)
-
-RUN_NAME = "run.json"
-CHECKPOINT_DIR = "checkpoint"
-TOKENIZER_FILE = "tokenizer.json"
-
-
-def library_versions() -> dict[str, str]:
-    """Versions of everything that shapes a model's numbers, for the card."""
-    import importlib.metadata as md
-
-    versions = {"python": platform.python_version()}
-    for package in (
-        "khabar",
-        "torch",
-        "transformers",
-        "tokenizers",
-        "onnx",
-        "onnxruntime",
-        "numpy",
-        "seqeval",
-    ):
-        try:
-            versions[package] = md.version(package)
-        except md.PackageNotFoundError:
-            continue
-    return versions
 
 
 def set_seed(seed: int) -> None:
@@ -279,8 +255,8 @@ def train(config: KhabarConfig, output: Path, show_progress: bool = True) -> Pat
 
     encoder_path = resolve_encoder(config.encoder.name)
     hf_tokenizer = AutoTokenizer.from_pretrained(encoder_path)
-    hf_tokenizer.backend_tokenizer.save(str(output / TOKENIZER_FILE))
-    tokenizer = load_tokenizer(output / TOKENIZER_FILE)
+    hf_tokenizer.backend_tokenizer.save(str(output / TOKENIZER_NAME))
+    tokenizer = load_tokenizer(output / TOKENIZER_NAME)
     special = SpecialTokens(
         cls_id=hf_tokenizer.cls_token_id,
         sep_id=hf_tokenizer.sep_token_id,
@@ -303,13 +279,11 @@ def train(config: KhabarConfig, output: Path, show_progress: bool = True) -> Pat
     if settings.trim_vocab:
         # A 250k-row embedding costs optimiser time and memory on every step; the corpus
         # uses a fraction of it, and export would drop the rest anyway.
-        from training.export import corpus_words, trim_model
-
         vocab = trim_model(
-            model, output / TOKENIZER_FILE, corpus_words(corpora.texts(), metadata), output
+            model, output / TOKENIZER_NAME, corpus_words(corpora.texts(), metadata), output
         )
         vocab.pop("new_to_old")
-        tokenizer = load_tokenizer(output / TOKENIZER_FILE)
+        tokenizer = load_tokenizer(output / TOKENIZER_NAME)
         encoder_info["vocabulary"] = vocab
         metadata = metadata.model_copy(update={"base_encoder": encoder_info})
         logger.info("vocabulary trimmed: %s", vocab)
@@ -447,4 +421,4 @@ def _write_run(
         "versions": library_versions(),
         "machine": {"platform": platform.platform(), "processor": platform.processor()},
     }
-    (output / RUN_NAME).write_text(json.dumps(run, ensure_ascii=False, indent=2), encoding="utf-8")
+    write_run(output, run)

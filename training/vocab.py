@@ -14,11 +14,19 @@ import json
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from tokenizers import Tokenizer
 
 from serving.errors import ConfigError
+from serving.metadata import TOKENIZER_NAME, ModelMetadata
+from serving.normalise import normalise
+from serving.tokenise import load_tokenizer, split_words
+
+if TYPE_CHECKING:
+    from training.model import KhabarModel
 
 
 @dataclass(frozen=True)
@@ -181,3 +189,40 @@ def tokens_per_word(tokenizer: Tokenizer, documents: Iterable[Sequence[str]]) ->
         encodings = tokenizer.encode_batch(batch, is_pretokenized=True, add_special_tokens=False)
         tokens += sum(len(e.ids) for e in encodings)
     return (tokens / words if words else 0.0), words
+
+
+def corpus_words(texts: list[str], metadata: ModelMetadata) -> list[list[str]]:
+    """Word-split texts exactly as serving will see them (for trimming)."""
+    return [[w.text for w in split_words(normalise(t, metadata.normaliser).text)] for t in texts]
+
+
+def trim_model(
+    model: KhabarModel, tokenizer_path: Path, corpus: list[list[str]], output_dir: Path
+) -> dict[str, Any]:
+    """Trim tokenizer and embedding matrix to the corpus; write the new tokenizer.
+
+    Returns:
+        Sizes before/after and how many corpus tokens were compared one-to-one.
+    """
+    import torch
+
+    original = load_tokenizer(tokenizer_path)
+    used = used_token_ids(original, corpus)
+    trimmed = trim_vocabulary(tokenizer_path.read_text(encoding="utf-8"), used)
+    trimmed_tokenizer = Tokenizer.from_str(trimmed.tokenizer_json)
+    compared = check_one_to_one(original, trimmed_tokenizer, trimmed.new_to_old, corpus)
+    embeddings = model.encoder.get_input_embeddings()
+    old_size = embeddings.weight.shape[0]
+    index = torch.from_numpy(trimmed.new_to_old)
+    new_embeddings = torch.nn.Embedding(len(index), embeddings.weight.shape[1], padding_idx=None)
+    new_embeddings.weight.data = embeddings.weight.data[index].clone()
+    model.encoder.set_input_embeddings(new_embeddings)
+    model.encoder.config.vocab_size = len(index)
+    (output_dir / TOKENIZER_NAME).write_text(trimmed.tokenizer_json, encoding="utf-8")
+    return {
+        "trimmed": True,
+        "original_size": int(old_size),
+        "size": trimmed.size,
+        "corpus_tokens_checked_one_to_one": compared,
+        "new_to_old": trimmed.new_to_old,
+    }

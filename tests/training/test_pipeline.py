@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from serving.errors import ParityError
 from serving.metadata import ModelMetadata
 from serving.predictor import Predictor
 from tests import tiny
@@ -47,7 +48,7 @@ def test_exported_model_is_self_describing(tiny_model_dir):
 def test_export_records_the_settings_it_ran_with_overrides_included(
     tiny_run, tiny_data_root, tmp_path
 ):
-    from training.cli import run_export
+    from training.workflows import run_export
 
     metadata = run_export(
         tiny_run, tmp_path / "pc", ["export.per_channel=true"], threads=1, data_root=tiny_data_root
@@ -73,8 +74,19 @@ def test_onnx_fp32_matches_torch_through_the_same_predictor(tiny_run, tmp_path):
         )
 
 
+def test_a_parity_failure_is_its_own_error_and_leaves_no_directory(tiny_run, tmp_path, monkeypatch):
+    import training.export
+
+    monkeypatch.setattr(training.export, "parity", lambda *a, **k: {"entity_logits": 0.5})
+    output = tmp_path / "failed"
+    with pytest.raises(ParityError, match="differs from torch"):
+        export_run(tiny_run, output, ExportConfig(trim_vocab=False, quantize=False))
+    assert not output.exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".export-")]
+
+
 def test_evaluate_reports_entity_and_topic_scores(tiny_model_dir, tiny_data_root):
-    from training.cli import run_evaluate
+    from training.workflows import run_evaluate
 
     report = run_evaluate(
         tiny_model_dir, None, [], split="test", record=True, threads=1, data_root=tiny_data_root
@@ -93,7 +105,7 @@ def test_evaluate_reports_entity_and_topic_scores(tiny_model_dir, tiny_data_root
 
 
 def test_sentencepiece_encoder_trains_and_exports_end_to_end(tmp_path, tiny_corpora):
-    from training.cli import run_export, run_train
+    from training.workflows import run_export, run_train
 
     encoder = tiny.build_tiny_encoder(tmp_path / "encoder", "unigram")
     config = tiny.write_config(tmp_path, encoder, tiny_corpora, training__epochs=1)
@@ -116,7 +128,7 @@ def test_sentencepiece_encoder_trains_and_exports_end_to_end(tmp_path, tiny_corp
 
 
 def test_entity_only_model(tmp_path, tiny_corpora):
-    from training.cli import run_export, run_train
+    from training.workflows import run_export, run_train
 
     encoder = tiny.build_tiny_encoder(tmp_path / "encoder", "wordpiece")
     config = tiny.write_config(tmp_path, encoder, tiny_corpora, training__epochs=1)
@@ -137,7 +149,7 @@ def test_entity_only_model(tmp_path, tiny_corpora):
 
 def test_malformed_corpus_stops_training_with_file_and_line(tmp_path, tiny_corpora):
     from serving.errors import DataError
-    from training.cli import run_train
+    from training.workflows import run_train
 
     bad = tmp_path / "bad.txt"
     bad.write_text("زار O\nماكرون\n", encoding="utf-8")
@@ -216,7 +228,7 @@ def test_export_refuses_a_directory_that_holds_files_unless_forced(
     tiny_run, tiny_data_root, tmp_path
 ):
     from serving.errors import ConfigError
-    from training.cli import run_export
+    from training.workflows import run_export
 
     output = tmp_path / "model"
     output.mkdir()
