@@ -11,35 +11,20 @@ ones ANT can score without rules:
 Examples whose labels are unknown are left out of both training and scoring rather than
 counted as negatives.
 
-Run on the real corpus with::
-
-    .venv/bin/python -m training.baseline --eval-split test
+Run on the recipe's corpus with ``khabar evaluate --baseline``.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import logging
-import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 
 from serving.errors import ConfigError, MissingExtraError
 from training.data.topics import (
-    ANT_MIDDLE_EAST_SOURCES,
-    ANT_SECTION_MAP,
-    DEFAULT_SPLIT,
-    SECTION_LABELS,
-    TOPIC_LABELS,
     TopicExample,
-    deduplicate,
-    load_ant,
-    load_story_rules,
-    split_examples,
 )
 
 logger = logging.getLogger(__name__)
@@ -166,52 +151,3 @@ def tfidf_svm_baseline(
             result[task]["n_test"],
         )
     return result
-
-
-def _parse_fractions(text: str) -> dict[str, float]:
-    values = [float(part) for part in text.split(",")]
-    if len(values) != 3:
-        raise ConfigError(f"--split needs three fractions (train,dev,test), got {text!r}")
-    return dict(zip(("train", "dev", "test"), values, strict=True))
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Measure the baselines on ANT v2.1 (de-duplicated, hash split) and print JSON."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--ant-dir", type=Path, default=Path("../shared/data/topics/ant-v2.1"))
-    parser.add_argument(
-        "--stories", type=Path, default=None, help="story rules (not needed for the baselines)"
-    )
-    parser.add_argument("--split", default=",".join(str(v) for v in DEFAULT_SPLIT.values()))
-    parser.add_argument("--eval-split", choices=("dev", "test"), default="dev")
-    parser.add_argument("--analyzer", choices=("word", "char", "char_wb"), default="word")
-    parser.add_argument("--ngram", default="1,1", help="min,max n-gram length")
-    parser.add_argument("--min-df", type=int, default=2)
-    parser.add_argument("-c", type=float, default=0.5)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-
-    paths = sorted(args.ant_dir.glob("*.jsonl"))
-    if not paths:
-        raise ConfigError(f"{args.ant_dir}: no *.jsonl shards")
-    rules = load_story_rules(args.stories, TOPIC_LABELS) if args.stories else None
-    examples = load_ant(paths, TOPIC_LABELS, ANT_SECTION_MAP, ANT_MIDDLE_EAST_SOURCES, rules)
-    splits = split_examples(deduplicate(examples), _parse_fractions(args.split))
-    low, high = (int(part) for part in args.ngram.split(","))
-    result = tfidf_svm_baseline(
-        splits["train"],
-        splits[args.eval_split],
-        SECTION_LABELS,
-        analyzer=args.analyzer,
-        ngram_range=(low, high),
-        min_df=args.min_df,
-        c=args.c,
-    )
-    result["eval_split"] = args.eval_split
-    result["split"] = {name: len(items) for name, items in splits.items()}
-    sys.stdout.write(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -19,7 +19,7 @@ import numpy as np
 from serving.predictor import DocumentResult, Predictor
 from serving.stories.schema import FEATURES, Combiner
 from serving.stories.scorer import StoryScorer
-from training.data.topics import load_story_rules
+from training.data.story_rules import load_story_rules
 from training.story_set import StoryItem
 
 RULES_PATH = Path(__file__).resolve().parents[1] / "configs" / "stories.yaml"

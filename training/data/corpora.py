@@ -17,14 +17,8 @@ from serving.errors import DataError
 from serving.metadata import sha256_of_file
 from training.config import DATA_ENV, KhabarConfig, recipe_name
 from training.data.conll import Sentence, read_conll, split_dev
-from training.data.topics import (
-    TopicExample,
-    deduplicate,
-    load_ant,
-    load_fignews,
-    load_story_rules,
-    split_examples,
-)
+from training.data.story_rules import load_story_rules
+from training.data.topics import TopicExample, deduplicate, load_ant, load_fignews, split_examples
 
 logger = logging.getLogger(__name__)
 
