@@ -59,11 +59,6 @@ class LexicalHead:
                 f"idf {self.idf.shape} and bias {self.bias.shape}"
             )
 
-    @property
-    def vocab_size(self) -> int:
-        """Number of piece ids the head knows (ids beyond it are ignored)."""
-        return int(self.idf.shape[0])
-
     def window_features(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Distinct piece ids of a window and their L2-normalised TF-IDF values."""
         return window_tfidf(ids, self.idf)

@@ -50,6 +50,12 @@ def sha256_of_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+Decoder = Literal["viterbi", "argmax"]
+"""How the entity head's BIO tags are decoded (``serving.decode.decode_tags``)."""
+TopicKind = Literal["section", "region", "story"]
+"""What a topic label is: a site section, a region or a story."""
+
+
 class SpecialTokens(BaseModel):
     """Ids the runtime adds around each window and uses for padding."""
 
@@ -71,12 +77,12 @@ class ModelMetadata(BaseModel):
     entity_display_names: dict[str, str] = Field(default_factory=dict)
     topic_labels: list[str] = Field(default_factory=list)
     topic_display_names: dict[str, str] = Field(default_factory=dict)
-    topic_kinds: dict[str, str] = Field(default_factory=dict)
+    topic_kinds: dict[str, TopicKind] = Field(default_factory=dict)
     thresholds: dict[str, float] = Field(default_factory=dict)
     normaliser: NormaliserSettings = Field(default_factory=NormaliserSettings)
     max_length: int = 256
     stride: int = 64
-    decoder: str = "viterbi"
+    decoder: Decoder = "viterbi"
     topic_windows: Literal["mean", "first"] = "mean"
     lexical_head: str | None = None  # file of the lexical topic head (serving/lexical.py)
     special_tokens: SpecialTokens

@@ -36,7 +36,7 @@ from serving.session import ENTITY_OUTPUT, TOPIC_OUTPUT, OnnxSession
 from serving.spans import Entity, to_entities
 from serving.stories.schema import load_definitions
 from serving.stories.scorer import load_story_scorer
-from serving.tokenise import Encoded, Word, encode_words, load_tokenizer, split_words
+from serving.tokenise import Encoded, Word, load_tokenizer, split_words, tokenise_words
 from serving.windows import Window, merge_document_scores, merge_token_scores, plan_windows
 
 if TYPE_CHECKING:
@@ -218,7 +218,7 @@ class Predictor:
         """Normalise, split into words, tokenise and plan windows for each text."""
         normalised = [normalise(text, self.metadata.normaliser) for text in texts]
         words = [split_words(n.text) for n in normalised]
-        encoded = encode_words(self.tokenizer, [[w.text for w in ws] for ws in words])
+        encoded = tokenise_words(self.tokenizer, [[w.text for w in ws] for ws in words])
         return [
             Prepared(
                 normalised=n,
@@ -316,7 +316,7 @@ class Predictor:
             )
         return Scores(word_logits=word_logits, topic_logits=doc_topics)
 
-    def encode(self, prepared: Sequence[Prepared], batch_size: int) -> list[Scores]:
+    def run_encoder(self, prepared: Sequence[Prepared], batch_size: int) -> list[Scores]:
         """Run the encoder over every window and merge window outputs per document."""
         analysis = self.analysis(prepared, [None] * len(prepared), batch_size)
         while not analysis.done:

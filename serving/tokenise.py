@@ -75,7 +75,7 @@ def load_tokenizer(path: Path) -> Tokenizer:
     return tokenizer
 
 
-def encode_words(tokenizer: Tokenizer, documents: Sequence[Sequence[str]]) -> list[Encoded]:
+def tokenise_words(tokenizer: Tokenizer, documents: Sequence[Sequence[str]]) -> list[Encoded]:
     """Tokenise pre-split words of many documents in one batched call.
 
     Args:

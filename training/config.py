@@ -23,6 +23,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from serving.errors import ConfigError
+from serving.metadata import TopicKind
 from serving.normalise import NormaliserSettings
 
 DATA_ENV = "KHABAR_DATA"
@@ -120,7 +121,7 @@ class TopicConfig(_Frozen):
 
     labels: list[str]
     display_names: dict[str, str] = Field(default_factory=dict)
-    kinds: dict[str, Literal["section", "region", "story"]] = Field(default_factory=dict)
+    kinds: dict[str, TopicKind] = Field(default_factory=dict)
     ant_paths: list[Path] = Field(default_factory=list)
     text_fields: list[str] = Field(
         default_factory=lambda: ["title", "text"],

@@ -17,7 +17,7 @@ from tokenizers import Tokenizer
 
 from serving.metadata import SpecialTokens
 from serving.normalise import NormaliserSettings, normalise
-from serving.tokenise import Word, encode_words, split_words
+from serving.tokenise import Word, split_words, tokenise_words
 from serving.windows import plan_windows
 from training.data.conll import Sentence
 from training.data.topics import TopicExample
@@ -78,7 +78,7 @@ def entity_features(
     tag_to_id = {tag: index for index, tag in enumerate(tags)}
     normalised = [normalise(s.text, normaliser) for s in sentences]
     words = [split_words(n.text) for n in normalised]
-    encoded = encode_words(tokenizer, [[w.text for w in ws] for ws in words])
+    encoded = tokenise_words(tokenizer, [[w.text for w in ws] for ws in words])
     features = []
     for sentence, norm, ws, enc in zip(sentences, normalised, words, encoded, strict=True):
         tag_ids = np.array(
@@ -103,7 +103,7 @@ def sentence_token_counts(
 ) -> list[int]:
     """Content tokens of each sentence as serving tokenises it."""
     words = [[w.text for w in split_words(normalise(s.text, normaliser).text)] for s in sentences]
-    return [enc.n_tokens for enc in encode_words(tokenizer, words)]
+    return [enc.n_tokens for enc in tokenise_words(tokenizer, words)]
 
 
 def pack_training_documents(
@@ -146,7 +146,7 @@ def topic_features(
     """First window of each document, with targets and a known-label mask."""
     normalised = [normalise(e.text, normaliser) for e in examples]
     words = [[w.text for w in split_words(n.text)] for n in normalised]
-    encoded = encode_words(tokenizer, words)
+    encoded = tokenise_words(tokenizer, words)
     features = []
     for example, enc in zip(examples, encoded, strict=True):
         targets = np.zeros(len(labels), dtype=np.float32)

@@ -131,7 +131,7 @@ def fit_lexical_head(
     targets, known = topic_targets(train, labels)
 
     logger.info("lexical head: encoder topic logits of %d dev articles", len(dev))
-    dev_scores = encoder_only.encode(dev_prepared, batch_size)
+    dev_scores = encoder_only.run_encoder(dev_prepared, batch_size)
     encoder_logits = np.stack([s.topic_logits for s in dev_scores])
     baseline = _dev_score(encoder_logits, dev, labels, sections)
     best: tuple[tuple[float, float], float, float] = (baseline, 0.0, 0.0)

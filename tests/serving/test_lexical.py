@@ -40,7 +40,7 @@ class TestWindowFeatures:
     def test_logits_equal_the_dense_dot_product(self):
         head = make_head()
         ids = np.array([0, 3, 3, 11, 2, 2, 2])
-        dense = np.zeros(head.vocab_size, dtype=np.float32)
+        dense = np.zeros(head.idf.shape[0], dtype=np.float32)
         pieces, values = head.window_features(ids)
         dense[pieces] = values
         np.testing.assert_allclose(head.logits(ids), dense @ head.weights + head.bias, rtol=1e-5)
@@ -87,8 +87,8 @@ class TestInPredictor:
         texts = ["زار الرئيس ماكرون بيروت ثم عاد الوزير إلى باريس في الصباح الباكر"]
         prepared = base.prepare(texts)
         assert len(prepared[0].windows) > 1
-        without = base.with_lexical(None).encode(prepared, 4)[0].topic_logits
-        with_head = base.with_lexical(head).encode(prepared, 4)[0].topic_logits
+        without = base.with_lexical(None).run_encoder(prepared, 4)[0].topic_logits
+        with_head = base.with_lexical(head).run_encoder(prepared, 4)[0].topic_logits
         windows = prepared[0].windows
         lengths = np.array([w.length for w in windows], dtype=np.float32)
         lexical = np.stack([head.logits(prepared[0].encoded.ids[w.start : w.end]) for w in windows])

@@ -62,8 +62,8 @@ def test_features_dotted_with_weights_are_the_logits_the_predictor_adds(tiny, po
         [
             a.topic_logits - b.topic_logits
             for a, b in zip(
-                tiny.with_lexical(head).encode(prepared, 4),
-                tiny.with_lexical(None).encode(prepared, 4),
+                tiny.with_lexical(head).run_encoder(prepared, 4),
+                tiny.with_lexical(None).run_encoder(prepared, 4),
                 strict=True,
             )
         ]
