@@ -89,7 +89,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         _require_training_extra()
         _setup_logging(quiet)
-        from training.cli import run_train
+        from training.workflows import run_train
 
         run_dir = run_train(config, output, overrides or [], progress=not quiet, data_root=data)
         typer.echo(f"training run saved to {run_dir}")
@@ -111,7 +111,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         _require_training_extra()
         _setup_logging(quiet)
-        from training.cli import run_export
+        from training.workflows import run_export
 
         metadata = run_export(
             run_dir, output, overrides or [], threads=threads, data_root=data, force=force
@@ -187,7 +187,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         _require_training_extra()
         _setup_logging(quiet)
-        from training.cli import run_evaluate
+        from training.workflows import run_evaluate
 
         report = run_evaluate(
             model_dir, config, overrides or [], split, variant, record, baseline, threads, data
@@ -217,7 +217,7 @@ def register(app: typer.Typer) -> None:
             ),
         ] = DEFAULT_MODEL_DIR,
     ) -> None:
-        from training.cli import run_data_check
+        from training.workflows import run_data_check
 
         report, complete = run_data_check(config, model, data)
         typer.echo(report)

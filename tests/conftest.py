@@ -40,7 +40,7 @@ def tiny_corpora(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def tiny_run(tmp_path_factory: pytest.TempPathFactory, tiny_corpora: dict[str, Path]) -> Path:
     """A finished training run of a random 2-layer BERT on the tiny corpora."""
     pytest.importorskip("torch")
-    from training.cli import run_train
+    from training.workflows import run_train
 
     root = tmp_path_factory.mktemp("run")
     encoder = tiny.build_tiny_encoder(root / "encoder", "wordpiece")
@@ -60,7 +60,7 @@ def tiny_model_dir(
     tmp_path_factory: pytest.TempPathFactory, tiny_run: Path, tiny_data_root: Path
 ) -> Path:
     """The tiny run exported to ONNX (fp32 and int8), thresholds tuned, card written."""
-    from training.cli import run_export
+    from training.workflows import run_export
 
     output = tmp_path_factory.mktemp("model") / "tiny"
     run_export(tiny_run, output, [], threads=1, data_root=tiny_data_root)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from serving.errors import ConfigError
-from serving.metadata import ModelMetadata
+from serving.metadata import TOKENIZER_NAME, ModelMetadata
 from serving.predictor import Predictor
 from training.card import card_notes, write_card
 from training.config import (
@@ -92,7 +92,9 @@ def run_export(
     Raises:
         ConfigError: ``output`` holds files and ``force`` is not set.
     """
-    from training.export import corpus_words, export_run, read_run
+    from training.export import export_run
+    from training.rundir import read_run
+    from training.vocab import corpus_words
 
     if output.exists() and (not output.is_dir() or any(output.iterdir())) and not force:
         raise ConfigError(f"{output} is not empty: choose another --output or pass --force")
@@ -135,17 +137,16 @@ def _record_tokens_per_word(
 
     from training.data.topics import read_jsonl
     from training.encoders import resolve_encoder
-    from training.export import corpus_words
-    from training.vocab import is_arabic_script, tokens_per_word
+    from training.vocab import corpus_words, is_arabic_script, tokens_per_word
 
     name = config.entities.fignews_texts if config.entities else None
     name = name or (config.topics.fignews if config.topics else None)
     texts_path = config.root / name if name is not None else None
-    base = Path(resolve_encoder(config.encoder.name)) / "tokenizer.json"
+    base = Path(resolve_encoder(config.encoder.name)) / TOKENIZER_NAME
     if texts_path is None or not texts_path.is_file() or not base.is_file():
         return metadata
     words = corpus_words([str(r["text"]) for _, r in read_jsonl(texts_path, ("text",))], metadata)
-    model = Tokenizer.from_file(str(output / "tokenizer.json"))
+    model = Tokenizer.from_file(str(output / TOKENIZER_NAME))
     original = Tokenizer.from_file(str(base))
     arabic = [[w for w in doc if is_arabic_script(w)] for doc in words]
     model_ratio, n_words = tokens_per_word(model, words)

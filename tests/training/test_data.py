@@ -14,9 +14,9 @@ from serving.errors import DataError
 from serving.metadata import DEFAULT_MODEL_DIR, ModelMetadata
 from tests import tiny
 from tests.corpora import require_corpora
-from training.cli import run_data_check
 from training.config import load_config
 from training.data.corpora import data_files
+from training.workflows import run_data_check
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_CORPORA = (
