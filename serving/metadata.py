@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -159,12 +160,22 @@ class ModelMetadata(BaseModel):
         return path
 
     def save(self, directory: Path) -> Path:
-        """Write the metadata file into ``directory``."""
+        """Write ``directory/khabar.json``: the one place the metadata file is written.
+
+        The text goes to a temporary file beside it, which then replaces the old file in
+        one rename: a reader or an interrupted write never sees half a file.
+        """
         path = directory / METADATA_NAME
-        path.write_text(
-            json.dumps(self.model_dump(mode="json"), ensure_ascii=False, indent=2) + "\n",
-            encoding="utf-8",
-        )
+        text = json.dumps(self.model_dump(mode="json"), ensure_ascii=False, indent=2) + "\n"
+        partial = directory / f".{METADATA_NAME}.{os.getpid()}.partial"
+        try:
+            with partial.open("w", encoding="utf-8") as handle:
+                handle.write(text)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(partial, path)
+        finally:
+            partial.unlink(missing_ok=True)
         return path
 
     @classmethod

@@ -15,8 +15,10 @@ import numpy as np
 
 from serving.predictor import Predictor
 from serving.spans import Entity
+from training.config import KhabarConfig
 from training.data.conll import Sentence
-from training.data.entity_spans import SpanDocument
+from training.data.corpora import Corpora
+from training.data.entity_spans import SpanDocument, read_span_documents
 from training.data.topics import TopicExample
 
 
@@ -265,4 +267,33 @@ def topic_report(
                 100 * float(np.mean(gold_section == predicted_section)), 2
             )
             report["section_documents"] = int(section_known.sum())
+    return report
+
+
+def evaluate_model(
+    predictor: Predictor, config: KhabarConfig, corpora: Corpora, split: str
+) -> dict[str, Any]:
+    """Entity and topic reports of one split (``dev`` or ``test``) of a recipe's corpora."""
+    report: dict[str, Any] = {}
+    sentences = getattr(corpora, f"entity_{split}")
+    if predictor.metadata.entity_types and sentences:
+        sizes = config.entities.document_sentences if config.entities else [1]
+        report["entity"] = entity_document_report(predictor, sentences, sizes)
+    entities = config.entities
+    if predictor.metadata.entity_types and entities and entities.fignews_annotations:
+        annotations = config.recipe_path(entities.fignews_annotations) / f"{split}.jsonl"
+        texts = config.root / entities.fignews_texts if entities.fignews_texts else None
+        if annotations.is_file() and texts is not None and texts.is_file():
+            documents = read_span_documents(annotations, texts, list(entities.types))
+            report["fignews_entity"] = span_report(predictor, documents)
+    examples = getattr(corpora, f"topic_{split}")
+    if predictor.metadata.topic_labels and examples and config.topics is not None:
+        probabilities = topic_probabilities(predictor, examples)
+        report["topic"] = topic_report(
+            probabilities,
+            examples,
+            predictor.metadata.topic_labels,
+            config.topics.sections,
+            predictor.metadata.thresholds,
+        )
     return report

@@ -1,17 +1,18 @@
-"""``khabar export``: a trained run -> a self-describing model directory of ONNX files.
+"""``khabar export``'s model files: a trained run -> the tokenizer and ONNX graphs.
 
-Steps: optional vocabulary trimming (tokenizer and embedding rows together,
-proven one-to-one on the corpus), ``torch.onnx.export`` with dynamic batch and
-sequence axes from an eager-attention copy (so onnxruntime can fuse attention),
-onnxruntime's transformer graph optimiser, dynamic int8 quantisation, and a
-parity check of the fp32 graph against the torch logits.
+Steps: vocabulary trimming unless the run's checkpoint already holds the trimmed
+vocabulary (tokenizer and embedding rows together, proven one-to-one on the corpus),
+``torch.onnx.export`` with dynamic batch and sequence axes from an eager-attention copy
+(so onnxruntime can fuse attention), onnxruntime's transformer graph optimiser, dynamic
+int8 quantisation, and a parity check of the fp32 graph against the torch logits. The
+dev-set choices on the graphs are ``training/dev_choices.py``'s; the files are written
+into a staging directory (``training/staging.py``).
 """
 
 from __future__ import annotations
 
 import logging
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from serving.session import OnnxSession
 from training.config import ExportConfig
 from training.model import KhabarModel
 from training.rundir import CHECKPOINT_DIR, library_versions, read_run
+from training.staging import staged_directory
 from training.vocab import trim_model
 
 logger = logging.getLogger(__name__)
@@ -155,19 +157,54 @@ def parity(model: KhabarModel, onnx_path: Path, pad_id: int, seed: int = 0) -> d
     return diffs
 
 
-def export_run(
+def trimmed_in_training(metadata: ModelMetadata) -> bool:
+    """Whether a run's checkpoint and tokenizer already hold the trimmed vocabulary.
+
+    ``khabar train`` trims on the recipe's training and dev texts (``training.trim_vocab``)
+    and records it in the draft metadata's ``base_encoder``.
+    """
+    return bool(metadata.base_encoder.get("vocabulary", {}).get("trimmed"))
+
+
+def _vocabulary(
+    model: KhabarModel,
     run_dir: Path,
-    output_dir: Path,
+    metadata: ModelMetadata,
+    settings: ExportConfig,
+    corpus: list[list[str]] | None,
+    directory: Path,
+) -> dict[str, Any]:
+    """Write the model's tokenizer into ``directory``, trimming it when the run did not."""
+    if settings.trim_vocab and trimmed_in_training(metadata):
+        # Export reads the run's texts (with the topic caps lifted, a superset), and the
+        # trimmed tokenizer splits them into the pieces it kept: trimming again keeps
+        # every piece. The record is the one training made.
+        shutil.copy(run_dir / TOKENIZER_NAME, directory / TOKENIZER_NAME)
+        return dict(metadata.base_encoder["vocabulary"])
+    if not settings.trim_vocab:
+        shutil.copy(run_dir / TOKENIZER_NAME, directory / TOKENIZER_NAME)
+        return {"trimmed": False}
+    if not corpus:
+        raise ConfigError("vocabulary trimming needs a corpus (the recipe's texts)")
+    vocab = trim_model(model, run_dir / TOKENIZER_NAME, corpus, directory)
+    vocab.pop("new_to_old")
+    return vocab
+
+
+def build_model_files(
+    run_dir: Path,
+    directory: Path,
     settings: ExportConfig,
     corpus: list[list[str]] | None = None,
 ) -> tuple[ModelMetadata, ExportReport]:
-    """Export a training run to ``output_dir`` (created, replaced if it exists).
+    """Write a run's tokenizer and ONNX file(s) into ``directory``; ``khabar.json`` is not written.
 
     Args:
         run_dir: A directory written by ``khabar train``.
-        output_dir: The model directory to write.
+        directory: An existing directory (a staging directory) to write into.
         settings: Export settings (optimise, quantise, trim, parity tolerance).
-        corpus: Word-split documents for vocabulary trimming (required when trimming).
+        corpus: Word-split documents for vocabulary trimming (required when trimming a
+            run whose checkpoint is not trimmed yet).
 
     Returns:
         The model's metadata (thresholds still untuned) and the export report.
@@ -179,62 +216,60 @@ def export_run(
     """
     run, model = load_run(run_dir)
     metadata = ModelMetadata.model_validate(run["metadata"])
-    tmp = Path(
-        tempfile.mkdtemp(
-            prefix=".export-", dir=output_dir.parent if output_dir.parent.exists() else None
+    vocab = _vocabulary(model, run_dir, metadata, settings, corpus, directory)
+    fp32 = directory / FP32_NAME
+    _export_fp32(model, fp32, settings.opset)
+    if settings.optimize:
+        _optimise(fp32, model)
+    diffs = parity(model, fp32, metadata.special_tokens.pad_id)
+    worst = max(diffs.values())
+    if worst > settings.parity_tolerance:
+        raise ParityError(
+            f"ONNX fp32 differs from torch by {worst:.2e} (> {settings.parity_tolerance:.0e})"
         )
-    )
-    try:
-        vocab: dict[str, Any] = {"trimmed": False}
-        if settings.trim_vocab:
-            if not corpus:
-                raise ConfigError("vocabulary trimming needs a corpus (the recipe's texts)")
-            vocab = trim_model(model, run_dir / TOKENIZER_NAME, corpus, tmp)
-            vocab.pop("new_to_old")
-        else:
-            shutil.copy(run_dir / TOKENIZER_NAME, tmp / TOKENIZER_NAME)
-        fp32 = tmp / FP32_NAME
-        _export_fp32(model, fp32, settings.opset)
-        if settings.optimize:
-            _optimise(fp32, model)
-        diffs = parity(model, fp32, metadata.special_tokens.pad_id)
-        worst = max(diffs.values())
-        if worst > settings.parity_tolerance:
-            raise ParityError(
-                f"ONNX fp32 differs from torch by {worst:.2e} (> {settings.parity_tolerance:.0e})"
-            )
-        files = {"fp32": FP32_NAME}
-        if settings.quantize:
-            _quantise(fp32, tmp / INT8_NAME, settings.per_channel)
-            files["int8"] = INT8_NAME
-        sizes = {name: round((tmp / f).stat().st_size / 1e6, 2) for name, f in files.items()}
-        metadata = metadata.model_copy(
-            update={
-                "onnx_files": files,
-                "default_variant": "int8" if "int8" in files else "fp32",
-                "versions": library_versions(),
-                "training": {
-                    "config": run["config"],
-                    # What this export ran with, overrides included.
-                    "export": settings.model_dump(mode="json"),
-                    "data_files": run["data_files"],
-                    "data_counts": run["data_counts"],
-                    "history": run["history"],
-                    "topic_refit": {
-                        k: v for k, v in run.get("topic_refit", {}).items() if k != "history"
-                    },
+    files = {"fp32": FP32_NAME}
+    if settings.quantize:
+        _quantise(fp32, directory / INT8_NAME, settings.per_channel)
+        files["int8"] = INT8_NAME
+    sizes = {name: round((directory / f).stat().st_size / 1e6, 2) for name, f in files.items()}
+    metadata = metadata.model_copy(
+        update={
+            "onnx_files": files,
+            "default_variant": "int8" if "int8" in files else "fp32",
+            "versions": library_versions(),
+            "training": {
+                "config": run["config"],
+                # What this export ran with, overrides included.
+                "export": settings.model_dump(mode="json"),
+                "data_files": run["data_files"],
+                "data_counts": run["data_counts"],
+                "history": run["history"],
+                "topic_refit": {
+                    k: v for k, v in run.get("topic_refit", {}).items() if k != "history"
                 },
-            }
-        )
-        report = ExportReport(diffs, sizes, vocab)
-        metadata = metadata.model_copy(
-            update={"metrics": {**metadata.metrics, "export": report.as_dict()}}
-        )
-        metadata.save(tmp)
-        if output_dir.exists():
-            shutil.rmtree(output_dir)
-        tmp.rename(output_dir)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+            },
+        }
+    )
+    report = ExportReport(diffs, sizes, vocab)
+    metadata = metadata.model_copy(
+        update={"metrics": {**metadata.metrics, "export": report.as_dict()}}
+    )
+    return metadata, report
+
+
+def export_run(
+    run_dir: Path,
+    output_dir: Path,
+    settings: ExportConfig,
+    corpus: list[list[str]] | None = None,
+) -> tuple[ModelMetadata, ExportReport]:
+    """Export a training run to ``output_dir`` (replaced, if it exists, once the export is done).
+
+    The ONNX files and ``khabar.json`` only, with no dev-set choices (``khabar export``
+    makes those: :func:`training.workflows.run_export`). Arguments and errors as
+    :func:`build_model_files`; a failed export leaves ``output_dir`` as it was.
+    """
+    with staged_directory(output_dir) as staging:
+        metadata, report = build_model_files(run_dir, staging, settings, corpus)
+        metadata.save(staging)
     return metadata, report

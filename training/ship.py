@@ -15,6 +15,7 @@ from serving.errors import ConfigError
 from serving.metadata import CARD_NAME, ModelMetadata
 from training.card import card_notes, write_card
 from training.config import config_of_model, portable_training_record, resolve_data_root
+from training.staging import staged_directory
 
 logger = logging.getLogger(__name__)
 
@@ -57,10 +58,7 @@ def run_ship(source: Path, target: Path, data_root: Path | None = None) -> Model
         logger.warning("%s; the source's %s is copied as it is", exc, CARD_NAME)
         notes = None
 
-    staging = target.with_name(f".{target.name}.staging")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    try:
+    with staged_directory(target) as staging:
         for name in names:
             shutil.copy2(source / name, staging / name)
         shipped = shipped.with_file_hashes(staging)
@@ -69,9 +67,4 @@ def run_ship(source: Path, target: Path, data_root: Path | None = None) -> Model
             shutil.copy2(source / CARD_NAME, staging / CARD_NAME)
         else:
             write_card(staging, shipped, notes)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    shutil.rmtree(target, ignore_errors=True)
-    staging.rename(target)
     return shipped

@@ -6,7 +6,6 @@ wraps them in typer commands and imports this module only when one is run.
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -23,15 +22,10 @@ from training.config import (
     portable_training_record,
     validate_config,
 )
-from training.data.corpora import Corpora, load_corpora
-from training.data.entity_spans import read_span_documents
-from training.evaluate import (
-    entity_document_report,
-    span_report,
-    topic_probabilities,
-    topic_report,
-    tune_thresholds,
-)
+from training.data.corpora import load_corpora
+from training.dev_choices import choose_on_dev
+from training.evaluate import evaluate_model
+from training.staging import staged_directory
 
 logger = logging.getLogger(__name__)
 
@@ -50,35 +44,6 @@ def run_train(
     return train(config, output, show_progress=progress)
 
 
-def evaluate_model(
-    predictor: Predictor, config: KhabarConfig, corpora: Corpora, split: str
-) -> dict[str, Any]:
-    """Entity and topic reports of one split, through ``predictor``."""
-    report: dict[str, Any] = {}
-    sentences = getattr(corpora, f"entity_{split}")
-    if predictor.metadata.entity_types and sentences:
-        sizes = config.entities.document_sentences if config.entities else [1]
-        report["entity"] = entity_document_report(predictor, sentences, sizes)
-    entities = config.entities
-    if predictor.metadata.entity_types and entities and entities.fignews_annotations:
-        annotations = config.recipe_path(entities.fignews_annotations) / f"{split}.jsonl"
-        texts = config.root / entities.fignews_texts if entities.fignews_texts else None
-        if annotations.is_file() and texts is not None and texts.is_file():
-            documents = read_span_documents(annotations, texts, list(entities.types))
-            report["fignews_entity"] = span_report(predictor, documents)
-    examples = getattr(corpora, f"topic_{split}")
-    if predictor.metadata.topic_labels and examples and config.topics is not None:
-        probabilities = topic_probabilities(predictor, examples)
-        report["topic"] = topic_report(
-            probabilities,
-            examples,
-            predictor.metadata.topic_labels,
-            config.topics.sections,
-            predictor.metadata.thresholds,
-        )
-    return report
-
-
 def run_export(
     run_dir: Path,
     output: Path,
@@ -87,12 +52,17 @@ def run_export(
     data_root: Path | None = None,
     force: bool = False,
 ) -> ModelMetadata:
-    """Export a run, tune topic thresholds on dev with the shipped variant, record dev metrics.
+    """Export a run, make the dev-set choices with the shipped variant, record dev metrics.
+
+    Every file is written into a staging directory beside ``output``, ``khabar.json`` and
+    the card once each, and the directory is renamed into place at the end: a failed or
+    interrupted export leaves no model directory, and ``force`` replaces an existing one
+    only then.
 
     Raises:
         ConfigError: ``output`` holds files and ``force`` is not set.
     """
-    from training.export import export_run
+    from training.export import build_model_files, trimmed_in_training
     from training.rundir import read_run
     from training.vocab import corpus_words
 
@@ -104,33 +74,31 @@ def run_export(
     config = validate_config(
         run["config"], f"{run_dir}/run.json", [*uncapped, *overrides], data_root
     )
+    notes = card_notes(config)
     draft = ModelMetadata.model_validate(run["metadata"])
     # Trimming reads training and dev text only: a test text must never shape the model.
     corpora = load_corpora(config, with_test=False)
-    corpus = corpus_words(corpora.texts(), draft) if config.export.trim_vocab else None
-    metadata, _ = export_run(run_dir, output, config.export, corpus)
-    metadata = _record_tokens_per_word(output, metadata, config)
-    metadata = metadata.with_file_hashes(output)  # every later load checks the files
-    metadata.save(output)
-    if config.topics is not None and config.topics.lexical_head and corpora.topic_dev:
-        metadata = add_lexical_head(output, metadata, config, corpora, threads)
-
-    variants = sorted(metadata.onnx_files, key=lambda v: v != metadata.default_variant)
-    metadata = tune_on_dev(output, metadata, config, corpora, variants, threads)
-    if not config.export.keep_fp32 and "int8" in metadata.onnx_files:
-        # Shipped models carry only int8; the fp32 dev figures stay in the metrics.
-        (output / metadata.onnx_files["fp32"]).unlink()
-        files = {k: v for k, v in metadata.onnx_files.items() if k != "fp32"}
-        metadata = metadata.model_copy(update={"onnx_files": files})
-    training = portable_training_record(metadata.training, config.root)
-    metadata = metadata.model_copy(update={"training": training}).with_file_hashes(output)
-    metadata.save(output)
-    write_card(output, metadata, card_notes(config))
+    trim = config.export.trim_vocab and not trimmed_in_training(draft)
+    corpus = corpus_words(corpora.texts(), draft) if trim else None
+    with staged_directory(output) as staging:
+        metadata, _ = build_model_files(run_dir, staging, config.export, corpus)
+        metadata = _record_tokens_per_word(staging, metadata, config)
+        metadata = choose_on_dev(staging, metadata, config, corpora, threads)
+        if not config.export.keep_fp32 and "int8" in metadata.onnx_files:
+            # Shipped models carry only int8; the fp32 dev figures stay in the metrics.
+            (staging / metadata.onnx_files["fp32"]).unlink()
+            files = {k: v for k, v in metadata.onnx_files.items() if k != "fp32"}
+            metadata = metadata.model_copy(update={"onnx_files": files})
+        training = portable_training_record(metadata.training, config.root)
+        metadata = metadata.model_copy(update={"training": training})
+        metadata = metadata.with_file_hashes(staging)  # every later load checks the files
+        metadata.save(staging)
+        write_card(staging, metadata, notes)
     return metadata
 
 
 def _record_tokens_per_word(
-    output: Path, metadata: ModelMetadata, config: KhabarConfig
+    directory: Path, metadata: ModelMetadata, config: KhabarConfig
 ) -> ModelMetadata:
     """Tokens per word on FIGNEWS 2024 (post-2020 text) with the model's and the base tokenizer."""
     from tokenizers import Tokenizer
@@ -146,7 +114,7 @@ def _record_tokens_per_word(
     if texts_path is None or not texts_path.is_file() or not base.is_file():
         return metadata
     words = corpus_words([str(r["text"]) for _, r in read_jsonl(texts_path, ("text",))], metadata)
-    model = Tokenizer.from_file(str(output / TOKENIZER_NAME))
+    model = Tokenizer.from_file(str(directory / TOKENIZER_NAME))
     original = Tokenizer.from_file(str(base))
     arabic = [[w for w in doc if is_arabic_script(w)] for doc in words]
     model_ratio, n_words = tokens_per_word(model, words)
@@ -162,133 +130,7 @@ def _record_tokens_per_word(
         "arabic_words": n_arabic,
     }
     logger.info("tokens per word on FIGNEWS: %s", ratio)
-    metadata = metadata.model_copy(
-        update={"metrics": {**metadata.metrics, "tokens_per_word": ratio}}
-    )
-    metadata.save(output)
-    return metadata
-
-
-def add_lexical_head(
-    output: Path,
-    metadata: ModelMetadata,
-    config: KhabarConfig,
-    corpora: Corpora,
-    threads: int | None = None,
-) -> ModelMetadata:
-    """Fit the lexical topic head beside an exported model; keep it only if dev improves."""
-    from training.lexical import LEXICAL_FILE, fit_lexical_head
-
-    assert config.topics is not None
-    predictor = Predictor.load(output, threads=threads).with_lexical(None)
-    head, report = fit_lexical_head(
-        predictor,
-        corpora.topic_train,
-        corpora.topic_dev,
-        config.topics.sections,
-        seed=config.training.seed,
-    )
-    (output / LEXICAL_FILE).unlink(missing_ok=True)
-    if head is not None:
-        head.save(output / LEXICAL_FILE)
-    metadata = metadata.model_copy(
-        update={
-            "lexical_head": LEXICAL_FILE if head is not None else None,
-            "training": {**metadata.training, "lexical_head": report},
-        }
-    ).with_file_hashes(output)
-    metadata.save(output)
-    return metadata
-
-
-def tune_on_dev(
-    output: Path,
-    metadata: ModelMetadata,
-    config: KhabarConfig,
-    corpora: Corpora,
-    variants: list[str],
-    threads: int | None = None,
-) -> ModelMetadata:
-    """Make the dev-set choices with the default variant and record dev figures per variant.
-
-    With the default variant: topic pooling over windows, per-label thresholds and the
-    BIO decoder. Then every variant in ``variants`` is scored on dev; figures of other
-    variants already recorded are kept.
-    """
-    dev: dict[str, Any] = dict(metadata.metrics.get("dev", {}))
-    for variant in variants:
-        predictor = Predictor.load(output, threads=threads, variant=variant)
-        if variant == metadata.default_variant and metadata.topic_labels and corpora.topic_dev:
-            metadata = _choose_topic_windows(predictor, metadata, corpora, config)
-            probabilities = topic_probabilities(
-                predictor.with_metadata(metadata), corpora.topic_dev
-            )
-            thresholds = tune_thresholds(probabilities, corpora.topic_dev, metadata.topic_labels)
-            metadata = metadata.model_copy(update={"thresholds": thresholds})
-        if variant == metadata.default_variant and metadata.entity_types and corpora.entity_dev:
-            sizes = config.entities.document_sentences if config.entities else [1]
-            metadata = _choose_decoder(predictor, metadata, corpora, sizes)
-        metadata.save(output)
-        predictor = predictor.with_metadata(metadata)
-        dev[variant] = evaluate_model(predictor, config, corpora, "dev")
-        logger.info("dev (%s): %s", variant, json.dumps(_headline(dev[variant])))
-    metadata = metadata.model_copy(update={"metrics": {**metadata.metrics, "dev": dev}})
-    metadata.save(output)
-    return metadata
-
-
-def _choose_topic_windows(
-    predictor: Predictor, metadata: ModelMetadata, corpora: Corpora, config: KhabarConfig
-) -> ModelMetadata:
-    """Keep the topic window pooling (mean or first) with the better dev section accuracy.
-
-    Ties go to topic micro-F1, then to the length-weighted mean.
-    """
-    assert config.topics is not None
-    scores = {}
-    for pooling in ("mean", "first"):
-        candidate = predictor.with_metadata(topic_windows=pooling)
-        probabilities = topic_probabilities(candidate, corpora.topic_dev)
-        report = topic_report(
-            probabilities,
-            corpora.topic_dev,
-            metadata.topic_labels,
-            config.topics.sections,
-            metadata.thresholds,
-        )
-        scores[pooling] = (report.get("section_accuracy", 0.0), report["micro_f1"])
-    best = max(scores, key=lambda name: (scores[name], name == "mean"))
-    logger.info("dev (section accuracy, micro-F1) by topic pooling: %s -> %s", scores, best)
-    metrics = {**metadata.metrics, "dev_topic_windows": scores}
-    return metadata.model_copy(update={"topic_windows": best, "metrics": metrics})
-
-
-def _choose_decoder(
-    predictor: Predictor, metadata: ModelMetadata, corpora: Corpora, sizes: list[int]
-) -> ModelMetadata:
-    """Keep the BIO decoder (constrained Viterbi or argmax) with the better dev entity F1.
-
-    The F1 is the document-level one (``entities.document_sentences``' largest size).
-    """
-    scores = {}
-    for decoder in ("viterbi", "argmax"):
-        candidate = predictor.with_metadata(decoder=decoder)
-        report = entity_document_report(candidate, corpora.entity_dev, [max(sizes)])
-        scores[decoder] = report["micro_f1"]
-    best = max(scores, key=lambda name: (scores[name], name == "viterbi"))
-    logger.info("dev entity F1 by decoder: %s -> %s", scores, best)
-    metrics = {**metadata.metrics, "dev_decoder_f1": scores}
-    return metadata.model_copy(update={"decoder": best, "metrics": metrics})
-
-
-def _headline(report: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    if "entity" in report:
-        out["entity_micro_f1"] = report["entity"]["micro_f1"]
-    if "topic" in report:
-        out["topic_micro_f1"] = report["topic"]["micro_f1"]
-        out["section_accuracy"] = report["topic"].get("section_accuracy")
-    return out
+    return metadata.model_copy(update={"metrics": {**metadata.metrics, "tokens_per_word": ratio}})
 
 
 def run_evaluate(

@@ -1,4 +1,5 @@
-"""ModelMetadata refuses a bad enum value when the model loads, naming the field."""
+"""ModelMetadata refuses a bad enum value when the model loads, naming the field; its file is
+written whole or not at all."""
 
 from __future__ import annotations
 
@@ -35,3 +36,27 @@ def test_a_bad_enum_value_is_refused_at_load(tmp_path: Path, field: str, value: 
     directory = write_metadata(tmp_path, **{field: value})
     with pytest.raises(ModelLoadError, match=field):
         ModelMetadata.load(directory)
+
+
+def test_save_replaces_the_file_whole_and_leaves_nothing_beside_it(tmp_path: Path) -> None:
+    metadata = ModelMetadata.load(DEFAULT_MODEL_DIR)
+    metadata.save(tmp_path)
+    assert ModelMetadata.load(tmp_path) == metadata
+    assert [p.name for p in tmp_path.iterdir()] == [METADATA_NAME]
+
+
+def test_an_interrupted_save_keeps_the_old_file(tmp_path: Path, monkeypatch) -> None:
+    import os
+
+    metadata = ModelMetadata.load(DEFAULT_MODEL_DIR)
+    metadata.save(tmp_path)
+    before = (tmp_path / METADATA_NAME).read_bytes()
+
+    def interrupted(*args: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "replace", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        metadata.model_copy(update={"name": "changed"}).save(tmp_path)
+    assert (tmp_path / METADATA_NAME).read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == [METADATA_NAME]

@@ -127,7 +127,7 @@ def test_sentencepiece_encoder_trains_and_exports_end_to_end(tmp_path, tiny_corp
     assert set(result.topic_scores) == set(metadata.topic_labels)
 
 
-def test_entity_only_model(tmp_path, tiny_corpora):
+def test_entity_only_model_from_an_untrimmed_run(tmp_path, tiny_corpora):
     from training.workflows import run_export, run_train
 
     encoder = tiny.build_tiny_encoder(tmp_path / "encoder", "wordpiece")
@@ -135,7 +135,7 @@ def test_entity_only_model(tmp_path, tiny_corpora):
     run = run_train(
         config,
         tmp_path / "run",
-        ["topics=null"],
+        ["topics=null", "training.trim_vocab=false"],
         progress=False,
         data_root=tiny.data_root(tiny_corpora),
     )
@@ -143,6 +143,10 @@ def test_entity_only_model(tmp_path, tiny_corpora):
         run, tmp_path / "model", [], threads=1, data_root=tiny.data_root(tiny_corpora)
     )
     assert metadata.topic_labels == []
+    # Training kept the whole vocabulary, so export trims it.
+    assert "vocabulary" not in metadata.base_encoder
+    vocab = metadata.metrics["export"]["vocab"]
+    assert vocab["trimmed"] and vocab["corpus_tokens_checked_one_to_one"] > 0
     [result] = Predictor.load(tmp_path / "model", threads=1).analyze(["زار ماكرون بيروت"])
     assert result.topic_scores == {} and result.topics == []
 
