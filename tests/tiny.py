@@ -7,7 +7,7 @@ import os
 import shutil
 from pathlib import Path
 
-from training.data.topics import ANT_SECTION_MAP, TOPIC_LABELS
+from training.config import RECIPES_DIR, TopicConfig, load_config
 
 # (token, tag) sentences written for the tests; PERS is the corpus' spelling of PER.
 SENTENCES: list[list[tuple[str, str]]] = [
@@ -292,6 +292,13 @@ def data_root(corpora: dict[str, Path]) -> Path:
     return Path(os.path.commonpath([str(path.parent) for path in corpora.values()]))
 
 
+def shipped_topics() -> TopicConfig:
+    """The shipped recipe's topic section: its label set, kinds, section map and split."""
+    topics = load_config(RECIPES_DIR / "default.yaml").topics
+    assert topics is not None
+    return topics
+
+
 def write_config(root: Path, encoder: Path, corpora: dict[str, Path], **extra: object) -> Path:
     """A recipe over the tiny corpora and encoder, naming the corpora under their data root."""
     import yaml
@@ -303,6 +310,7 @@ def write_config(root: Path, encoder: Path, corpora: dict[str, Path], **extra: o
 
     repo = Path(__file__).resolve().parents[1]
     shutil.copy(repo / "configs" / "stories.yaml", root / "stories.yaml")
+    topics = shipped_topics()
     config = {
         "name": "khabar-tiny",
         "data_root": str(data),
@@ -316,7 +324,7 @@ def write_config(root: Path, encoder: Path, corpora: dict[str, Path], **extra: o
             "packing": {"copies": 1, "min_tokens": 8},
         },
         "topics": {
-            "labels": list(TOPIC_LABELS),
+            "labels": list(topics.labels),
             "display_names": {"sport": "رياضة"},
             "kinds": {
                 "politics": "section",
@@ -329,7 +337,7 @@ def write_config(root: Path, encoder: Path, corpora: dict[str, Path], **extra: o
                 "russia_ukraine": "story",
             },
             "ant_paths": [name("ant")],
-            "section_map": dict(ANT_SECTION_MAP),
+            "section_map": dict(topics.section_map),
             "story_rules": "stories.yaml",
             "fignews": name("fignews"),
             "split": {"train": 0.6, "dev": 0.2, "test": 0.2},

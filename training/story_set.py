@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from serving.errors import DataError
-from training.data.topics import ANT_SECTION_MAP
+from training.config import RECIPES_DIR, load_config
 
 STORY_SET_DIR = Path(__file__).resolve().parents[1] / "tests" / "data" / "stories"
 DATA_ROOT = Path("/work/shared/data")
@@ -46,8 +46,18 @@ def data_available(data_root: Path = DATA_ROOT) -> bool:
 Texts = dict[tuple[str, str], list[tuple[str, str | None]]]
 
 
-def corpus_texts(data_root: Path = DATA_ROOT) -> Texts:
-    """``(corpus, id) -> [(text, section label), ...]``: ids repeat in both corpora."""
+def recipe_section_map(recipe: Path = RECIPES_DIR / "default.yaml") -> dict[str, str]:
+    """ANT section -> section label, as a recipe (the shipped one by default) maps them."""
+    topics = load_config(recipe).topics
+    return dict(topics.section_map) if topics is not None else {}
+
+
+def corpus_texts(data_root: Path = DATA_ROOT, section_map: dict[str, str] | None = None) -> Texts:
+    """``(corpus, id) -> [(text, section label), ...]``: ids repeat in both corpora.
+
+    ``section_map`` maps ANT sections to section labels; without it the labels are ``None``.
+    """
+    section_map = section_map or {}
     texts: Texts = {}
     for path in sorted(data_root.glob(ANT_GLOB)):
         with path.open(encoding="utf-8") as handle:
@@ -55,7 +65,7 @@ def corpus_texts(data_root: Path = DATA_ROOT) -> Texts:
                 if line.strip():
                     record = json.loads(line)
                     text = f"{record['title'].strip()}\n{record['text'].strip()}"
-                    section = ANT_SECTION_MAP.get(record.get("section", ""))
+                    section = section_map.get(record.get("section", ""))
                     texts.setdefault(("ant", str(record["id"])), []).append((text, section))
     fignews = data_root / FIGNEWS_FILE
     if fignews.is_file():
@@ -82,7 +92,7 @@ def load_story_set(
     path = set_dir / f"{split}.jsonl"
     if not path.is_file():
         raise DataError(f"{path}: story set split not found")
-    texts = corpus_texts(data_root) if texts is None else texts
+    texts = corpus_texts(data_root, recipe_section_map()) if texts is None else texts
     items = []
     with path.open(encoding="utf-8") as handle:
         for number, line in enumerate(handle, start=1):

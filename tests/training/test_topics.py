@@ -9,14 +9,10 @@ import pytest
 import yaml
 
 from serving.errors import ConfigError, DataError
+from tests import tiny
 from training.baseline import tfidf_svm_baseline
 from training.data.story_rules import load_story_rules
 from training.data.topics import (
-    ANT_MIDDLE_EAST_SOURCES,
-    ANT_SECTION_MAP,
-    DEFAULT_SPLIT,
-    SECTION_LABELS,
-    TOPIC_LABELS,
     TopicExample,
     deduplicate,
     load_ant,
@@ -27,6 +23,14 @@ from training.data.topics import (
 )
 
 REPO = Path(__file__).resolve().parents[2]
+
+# The shipped recipe's label set, section map, sources and split: the one definition.
+SHIPPED = tiny.shipped_topics()
+TOPIC_LABELS = tuple(SHIPPED.labels)
+SECTION_LABELS = tuple(SHIPPED.sections)
+ANT_SECTION_MAP = dict(SHIPPED.section_map)
+ANT_MIDDLE_EAST_SOURCES = tuple(SHIPPED.middle_east_sources)
+DEFAULT_SPLIT = SHIPPED.split.model_dump()
 
 # Made-up sentences, written for these tests.
 WAR_TEXT = "قوات النظام السوري تقصف مواقع المعارضة المسلحة في إدلب وسقوط قتلى في اشتباكات عنيفة"

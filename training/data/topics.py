@@ -18,6 +18,10 @@ what they annotate:
 De-duplication happens before splitting and the split is a pure function of the text, so
 a text (and every copy of it) lands in exactly one split whatever order the files are
 read in and whatever else is in the corpus.
+
+The label set, the ANT section map and the split fractions are the recipe's
+(``training/config.py``, ``configs/default.yaml``): every reader here takes them as
+arguments and keeps no copy of its own.
 """
 
 from __future__ import annotations
@@ -35,43 +39,11 @@ from training.data.story_rules import LabelValue, StoryRules, check_labels
 
 logger = logging.getLogger(__name__)
 
-TOPIC_LABELS: tuple[str, ...] = (
-    "politics",
-    "economy",
-    "sport",
-    "technology",
-    "culture",
-    "middle_east",
-    "middle_east_conflict",
-    "russia_ukraine",
-)
-"""The topic label set, in the order the model's output units use."""
-
-SECTION_LABELS: tuple[str, ...] = TOPIC_LABELS[:5]
-"""The labels of which every article has exactly one (its primary section)."""
-
-ANT_SECTION_MAP: Mapping[str, str] = MappingProxyType(
-    {
-        "internationalNews": "politics",
-        "middleEast": "politics",
-        "economy": "economy",
-        "sport": "sport",
-        "technology": "technology",
-        "culture": "culture",
-    }
-)
-"""ANT section name -> section label. Both news sections are politics for the model."""
-
-ANT_MIDDLE_EAST_SOURCES: tuple[str, ...] = ("skynews", "bbc", "cnn")
-"""ANT sources whose menus separate Middle East news from the rest of the world news."""
-
 ANT_REGION_SECTIONS: Mapping[str, float] = MappingProxyType(
     {"middleEast": 1.0, "internationalNews": 0.0}
 )
-"""For a source in ``ANT_MIDDLE_EAST_SOURCES``: ANT section -> ``middle_east`` value."""
-
-DEFAULT_SPLIT: Mapping[str, float] = MappingProxyType({"train": 0.8, "dev": 0.1, "test": 0.1})
-"""Default split fractions, in bucket order."""
+"""For a source whose sections tell the Middle East apart (the recipe's
+``topics.middle_east_sources``): ANT section -> ``middle_east`` value."""
 
 FIGNEWS_POSITIVE_LABELS: tuple[str, ...] = ("middle_east_conflict", "middle_east")
 """Labels that every FIGNEWS post has; the rest of its labels are unknown."""
@@ -347,7 +319,7 @@ def split_bucket(text: str) -> float:
     return int.from_bytes(digest[:8], "big") / 2.0**64
 
 
-def split_of(text: str, fractions: Mapping[str, float] = DEFAULT_SPLIT) -> str:
+def split_of(text: str, fractions: Mapping[str, float]) -> str:
     """Return the split a text belongs to.
 
     Args:
@@ -369,7 +341,7 @@ def split_of(text: str, fractions: Mapping[str, float] = DEFAULT_SPLIT) -> str:
 
 
 def split_examples(
-    examples: Iterable[TopicExample], fractions: Mapping[str, float] = DEFAULT_SPLIT
+    examples: Iterable[TopicExample], fractions: Mapping[str, float]
 ) -> dict[str, list[TopicExample]]:
     """Partition examples by ``split_of`` their key text, keeping their order.
 
