@@ -57,21 +57,21 @@ def choose_on_dev(
     """
     tokenizer = load_tokenizer(directory / TOKENIZER_NAME)
 
-    def predictor_of(variant: str, chosen: Predictor | None = None) -> Predictor:
-        session = OnnxSession(directory / metadata.onnx_files[variant], threads=threads)
-        if chosen is None:
-            return Predictor(metadata, tokenizer, session, directory)
-        return Predictor(chosen.metadata, tokenizer, session, directory, chosen.lexical)
+    def session_of(variant: str) -> OnnxSession:
+        return OnnxSession(directory / metadata.onnx_files[variant], threads=threads)
 
-    default = predictor_of(metadata.default_variant)
+    default = Predictor(metadata, tokenizer, session_of(metadata.default_variant), directory)
     if config.topics is not None and config.topics.lexical_head and corpora.topic_dev:
         default = add_lexical_head(directory, default, config, corpora)
     default = _tune(default, config, corpora)
     dev: dict[str, Any] = dict(default.metadata.metrics.get("dev", {}))
     variants = sorted(metadata.onnx_files, key=lambda v: v != metadata.default_variant)
     for variant in variants:
-        chosen = variant == metadata.default_variant
-        predictor = default if chosen else predictor_of(variant, default)
+        predictor = default
+        if variant != metadata.default_variant:  # the same choices, the other graph
+            predictor = Predictor(
+                default.metadata, tokenizer, session_of(variant), directory, default.lexical
+            )
         dev[variant] = evaluate_model(predictor, config, corpora, "dev")
         logger.info("dev (%s): %s", variant, json.dumps(_headline(dev[variant])))
     return default.metadata.model_copy(update={"metrics": {**default.metadata.metrics, "dev": dev}})

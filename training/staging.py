@@ -15,8 +15,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-STAGING_PREFIX = ".export-"
-
 
 @contextmanager
 def staged_directory(target: Path) -> Iterator[Path]:
@@ -30,7 +28,7 @@ def staged_directory(target: Path) -> Iterator[Path]:
         The staging directory to write the model into.
     """
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=target.parent))
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.staging-", dir=target.parent))
     try:
         yield staging
         _replace(staging, target)

@@ -82,7 +82,7 @@ def test_a_parity_failure_is_its_own_error_and_leaves_no_directory(tiny_run, tmp
     with pytest.raises(ParityError, match="differs from torch"):
         export_run(tiny_run, output, ExportConfig(trim_vocab=False, quantize=False))
     assert not output.exists()
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".export-")]
+    assert list(tmp_path.iterdir()) == []  # no staging directory left
 
 
 def test_evaluate_reports_entity_and_topic_scores(tiny_model_dir, tiny_data_root):
@@ -200,7 +200,7 @@ def test_ship_in_place_makes_an_older_record_portable(tiny_model_dir, tiny_data_
     assert shipped.training["config"]["entities"]["train"] == "ner_train.txt"
     assert "ner_train.txt" in shipped.training["data_files"]
     assert set(shipped.file_sha256) == set(shipped.runtime_files)
-    assert not (tmp_path / ".model.staging").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]  # no staging directory left
     assert Predictor.load(model, threads=1).analyze(["بيروت"])
 
 
