@@ -4,8 +4,10 @@
 
 In one run: P/R/F1 of ``russia_ukraine`` and ``middle_east_conflict`` for the story
 definitions (``configs/stories``), the keyword rules alone (``configs/stories.yaml``)
-and the model's trained heads; then int8 docs/s of the model alone and with the story
-definitions on the same texts, and the story pass's ms per article.
+and the model's trained heads, plus the same on the texts the project wrote itself
+(``tests/data/stories/written.jsonl``, a check kept out of the test figures); then
+int8 docs/s of the model alone and with the story definitions on the same texts, and
+the story pass's ms per article.
 
 ``--pooled`` adds option 2 of the embedding: the fine-tuned model's own mean-pooled
 first window instead of the base e5 pass (``benchmarks/story_pooled.py``), with its
@@ -27,7 +29,7 @@ from serving.predictor import Predictor
 from serving.stories.schema import DEFAULT_STORIES_DIR, load_definitions
 from serving.stories.scorer import StoryScorer, load_story_scorer
 from training.story_eval import collect, fit_combiner, head_is_useful, report
-from training.story_set import DATA_ROOT, StoryItem, load_story_set
+from training.story_set import DATA_ROOT, StoryItem, load_story_set, load_written
 
 
 def _docs_per_second(predictor: Predictor, texts: list[str], repeats: int) -> float:
@@ -88,7 +90,8 @@ def main(argv: list[str] | None = None) -> None:
     items = load_story_set(args.split, args.data)
     results = predictor.analyze([item.text for item in items])
     figures: dict[str, Any] = {
-        "definition_option_1_base_e5": report(collect(items, predictor, scorer, results), scorer)
+        "definition_option_1_base_e5": report(collect(items, predictor, scorer, results), scorer),
+        "written_texts_dev_side_check": report(collect(load_written(), predictor, scorer), scorer),
     }
     if args.pooled:
         figures["definition_option_2_fine_tuned_pooled"] = _option_2(

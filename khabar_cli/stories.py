@@ -13,6 +13,7 @@ from typing import Annotated
 
 import typer
 
+from serving.data_root import resolve_data_root
 from serving.errors import ConfigError
 
 CHECK_HELP = (
@@ -31,9 +32,9 @@ stories_app = typer.Typer(
 @stories_app.command("check", help=CHECK_HELP)
 def check_cli(
     file: Annotated[Path, typer.Argument(help="A story definition (.yaml).", metavar="FILE")],
-    data: Annotated[Path, typer.Option("--data", help=DATA_HELP, metavar="DIR")] = Path(
-        "/work/shared/data"
-    ),
+    data: Annotated[
+        Path | None, typer.Option("--data", help=DATA_HELP, metavar="DIR", show_default=False)
+    ] = None,
     top: Annotated[int, typer.Option("--top", help=TOP_HELP, min=1)] = 10,
     candidates: Annotated[int, typer.Option("--candidates", help=CANDIDATES_HELP, min=1)] = 150,
 ) -> None:
@@ -54,6 +55,7 @@ def check_cli(
     )
     from training.story_set import corpus_texts, data_available
 
+    data = resolve_data_root(data)
     if not data_available(data):
         typer.echo(f"no ANT/FIGNEWS data under {data}: nothing to rank")
         return

@@ -15,35 +15,20 @@ the project's ``configs/``. Neither directory is ever recorded.
 from __future__ import annotations
 
 import copy
-import os
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from serving.data_root import DATA_ENV, resolve_data_root
 from serving.errors import ConfigError
 from serving.metadata import TopicKind
 from serving.normalise import NormaliserSettings
 
-DATA_ENV = "KHABAR_DATA"
 _REPO = Path(__file__).resolve().parents[1]
-# Where this project keeps its corpora: ../shared/data beside the repository.
-DEFAULT_DATA_ROOT = _REPO.parent / "shared" / "data"
 # Where story rules and card notes named by a stored (recorded) config are looked up.
 RECIPES_DIR = _REPO / "configs"
-
-
-def resolve_data_root(flag: Path | str | None = None, configured: Path | str | None = None) -> Path:
-    """The data root, made absolute.
-
-    First to last: ``flag`` (``--data``), ``$KHABAR_DATA``, ``configured`` (the recipe's
-    ``data_root``), :data:`DEFAULT_DATA_ROOT`.
-    """
-    for candidate in (flag, os.environ.get(DATA_ENV) or None, configured):
-        if candidate:
-            return Path(candidate).expanduser().resolve()
-    return DEFAULT_DATA_ROOT
 
 
 class _Frozen(BaseModel):

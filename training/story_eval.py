@@ -18,7 +18,7 @@ import numpy as np
 
 from serving.predictor import DocumentResult, Predictor
 from serving.stories.schema import FEATURES, Combiner
-from serving.stories.scorer import StoryScorer
+from serving.stories.scorer import ANCHORS_BODY, StoryScorer
 from training.data.story_rules import load_story_rules
 from training.story_set import StoryItem
 
@@ -109,8 +109,12 @@ def fit_combiner(
 ) -> Combiner:
     """Logistic weights on one story's evidence ``[n, n_features]``; threshold from 5-fold CV.
 
-    Features in ``exclude`` get weight 0 (they are left out of the fit).
+    Features in ``exclude`` get weight 0 (they are left out of the fit). Only texts that
+    pass the anchor gate are fitted: the others score 0 whatever the weights say
+    (``StoryScorer.probabilities``).
     """
+    gate = evidence[:, ANCHORS_BODY] > 0
+    evidence, gold = evidence[gate], gold[gate]
     keep = [i for i, name in enumerate(FEATURES) if name not in exclude]
     evidence = evidence[:, keep]
     from sklearn.linear_model import LogisticRegression
