@@ -2,10 +2,9 @@ from pathlib import Path
 
 import pytest
 
+from serving.data_root import DATA_ENV, DEFAULT_DATA_ROOT
 from serving.errors import ConfigError
 from training.config import (
-    DATA_ENV,
-    DEFAULT_DATA_ROOT,
     load_config,
     parse_overrides,
     portable_training_record,
