@@ -195,7 +195,9 @@ class StoryScorer:
         if not rows:
             width = self.stories[0].positives.shape[1] if self.stories else 1
             return np.zeros((len(texts), width), dtype=np.float32)
-        vectors = self.encoder.embed([texts[i] for i in rows])
+        # One text per encoder call: the int8 encoder scales its activations over the whole
+        # batch, so batch-mates would move a text's evidence (and its scores).
+        vectors = self.encoder.embed([texts[i] for i in rows], batch_size=1)
         out = np.zeros((len(texts), vectors.shape[1]), dtype=vectors.dtype)
         out[rows] = vectors
         return out

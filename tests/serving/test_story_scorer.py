@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from serving.metadata import DEFAULT_MODEL_DIR
@@ -103,3 +104,14 @@ def test_new_story_needs_only_a_file(predictor: Predictor) -> None:
     text = "تجددت المعارك بين الجيش السوداني وقوات الدعم السريع في الخرطوم ودارفور"
     assert _over(with_sudan, text, "sudan_war")
     assert not _over(with_sudan, FOOTBALL_KYIV, "sudan_war")
+
+
+def test_a_texts_story_scores_do_not_depend_on_its_batch_mates(predictor: Predictor) -> None:
+    scorer = predictor.stories
+    assert scorer is not None
+    texts = [ISTANBUL, FOOTBALL_KYIV, NATO_EXERCISE, GAZA_TRUCE]
+    together = scorer.score(texts)
+    for row, text in enumerate(texts):
+        # Only float rounding of the similarity products may differ (batched, the int8
+        # encoder's activation scales moved scores by up to 0.03).
+        np.testing.assert_allclose(scorer.score([text])[0], together[row], atol=1e-6)
