@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Protocol, TextIO
 
@@ -66,7 +67,10 @@ PREDICT_HELP = (
     "failed. Output closed early (| head) ends the run quietly with status 0."
 )
 INPUTS_HELP = "Files or directories to analyse, in order; - reads JSON lines from stdin."
-OUTPUT_HELP = "Write JSON lines to this file instead of stdout."
+OUTPUT_HELP = (
+    "Write JSON lines to this file instead of stdout; with --engine ray, the directory "
+    "to write partitions and their manifest to."
+)
 MODEL_HELP = "Exported model directory (default: the model shipped inside the package)."
 BATCH_SIZE_HELP = "Windows (of up to max_length tokens) per encoder call."
 THREADS_HELP = "onnxruntime intra-op threads (default: CPUs available, up to 8)."
@@ -82,6 +86,30 @@ STORIES_HELP = (
     "A story definition file or a directory of them (*.yaml), scored beside the shipped "
     "stories without retraining (repeatable); a file named like a shipped story replaces it."
 )
+ENGINE_HELP = (
+    "local: this process. ray: a Ray cluster (Ray Data over an actor pool; needs "
+    "pip install 'khabar[ray]'); reads .jsonl, .csv, .tsv, .parquet or directories or "
+    "globs of them and writes partitions to the -o directory."
+)
+ADDRESS_HELP = "Ray cluster to join (auto, ray://HOST:PORT); default: RAY_ADDRESS or a local Ray."
+FORMAT_HELP = "Format of the partitions --engine ray writes."
+ACTORS_HELP = "Actors of the Ray engine, each holding the model once."
+THREADS_PER_ACTOR_HELP = "onnxruntime threads (and CPUs reserved) per Ray actor."
+RESUME_HELP = "Ray engine: keep the partitions the -o directory holds complete; analyse the rest."
+
+
+class Engine(StrEnum):
+    """Where ``khabar predict`` runs."""
+
+    local = "local"
+    ray = "ray"
+
+
+class OutputFormat(StrEnum):
+    """What the Ray engine writes its partitions as."""
+
+    jsonl = "jsonl"
+    parquet = "parquet"
 
 
 class Analyzer(Protocol):
@@ -230,7 +258,7 @@ def predict_cli(
     ] = None,
     output: Annotated[
         Path | None,
-        typer.Option("--output", "-o", help=OUTPUT_HELP, metavar="OUT.jsonl", dir_okay=False),
+        typer.Option("--output", "-o", help=OUTPUT_HELP, metavar="OUT"),
     ] = None,
     model: Annotated[
         Path, typer.Option("--model", help=MODEL_HELP, envvar=MODEL_ENV, metavar="DIR")
@@ -258,10 +286,53 @@ def predict_cli(
     stories: Annotated[
         list[Path] | None, typer.Option("--stories", help=STORIES_HELP, metavar="DIR")
     ] = None,
+    engine: Annotated[Engine, typer.Option("--engine", help=ENGINE_HELP)] = Engine.local,
+    address: Annotated[str | None, typer.Option("--address", help=ADDRESS_HELP)] = None,
+    output_format: Annotated[
+        OutputFormat | None, typer.Option("--format", help=FORMAT_HELP)
+    ] = None,
+    actors: Annotated[
+        int | None, typer.Option("--actors", help=ACTORS_HELP, min=1, metavar="N")
+    ] = None,
+    threads_per_actor: Annotated[
+        int | None,
+        typer.Option("--threads-per-actor", help=THREADS_PER_ACTOR_HELP, min=1, metavar="T"),
+    ] = None,
+    resume: Annotated[bool, typer.Option("--resume", help=RESUME_HELP)] = False,
 ) -> None:
     """Check options, load the model, run :func:`predict_records` and report."""
     inputs = inputs or []
     limits = DocumentLimits(max_chars=max_chars_per_document, max_tokens=max_tokens_per_document)
+    ray_only = {
+        "--address": address,
+        "--format": output_format,
+        "--actors": actors,
+        "--threads-per-actor": threads_per_actor,
+        "--resume": resume or None,
+    }
+    if engine is Engine.ray:
+        from serving.ray_batch.command import predict_on_ray
+
+        predict_on_ray(
+            inputs,
+            output,
+            {"--text": text, "--threads": threads},
+            model=model,
+            stories=stories or (),
+            fields=FieldNames(text=text_field, id=id_field),
+            limits=limits,
+            batch_size=batch_size,
+            address=address,
+            output_format=(output_format or OutputFormat.jsonl).value,
+            actors=actors,
+            threads_per_actor=threads_per_actor or 1,
+            resume=resume,
+            quiet=quiet,
+        )
+        return
+    given = [name for name, value in ray_only.items() if value is not None]
+    if given:
+        raise typer.BadParameter("only --engine ray takes this option", param_hint=given[0])
     if text is not None:
         if inputs or output is not None:
             raise typer.BadParameter(
