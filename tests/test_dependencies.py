@@ -17,6 +17,14 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 PROJECT_PACKAGES = {"khabar_cli", "serving", "training", "benchmarks", "tests", "tools"}
+# Packages checked against the extra that installs them; a sub-package with its own extra
+# is left out of its parent's check.
+CHECKS = [
+    ("khabar_cli", "serve", ()),
+    ("serving", "serve", ("serving/ray_batch",)),
+    ("serving/ray_batch", "ray", ()),
+    ("training", "train", ()),
+]
 
 
 def normalise(name: str) -> str:
@@ -45,10 +53,12 @@ def declared(extra: str | None) -> set[str]:
     return names
 
 
-def imported(package: str) -> dict[str, str]:
+def imported(package: str, exclude: tuple[str, ...] = ()) -> dict[str, str]:
     """Top-level third-party modules imported anywhere under ``package`` -> a file using it."""
     found: dict[str, str] = {}
     for path in sorted((REPO / package).rglob("*.py")):
+        if any(path.is_relative_to(REPO / excluded) for excluded in exclude):
+            continue
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.Import):
                 modules = [alias.name for alias in node.names]
@@ -63,14 +73,14 @@ def imported(package: str) -> dict[str, str]:
     return found
 
 
-@pytest.mark.parametrize(
-    ("package", "extra"), [("khabar_cli", "serve"), ("serving", "serve"), ("training", "train")]
-)
-def test_every_import_is_declared_in_its_extra(package: str, extra: str) -> None:
+@pytest.mark.parametrize(("package", "extra", "exclude"), CHECKS)
+def test_every_import_is_declared_in_its_extra(
+    package: str, extra: str, exclude: tuple[str, ...]
+) -> None:
     providers = importlib.metadata.packages_distributions()
     allowed = declared(extra)
     undeclared = []
-    for module, where in imported(package).items():
+    for module, where in imported(package, exclude).items():
         distributions = {normalise(name) for name in providers.get(module, [])}
         assert distributions, f"{module} (imported in {where}) is not installed"
         if not distributions & allowed:
@@ -86,3 +96,41 @@ def test_the_runtime_needs_no_training_package() -> None:
 def test_declared_but_unused_packages_are_gone() -> None:
     # `datasets` was declared and never imported (README: "Why not datasets").
     assert "datasets" not in declared("dev")
+
+
+def installed_closure(names: set[str]) -> set[str]:
+    """Every distribution these installed ones require, as their metadata says, transitively.
+
+    A requirement counts when its marker holds here with the extras asked of it, so this is
+    what ``pip install`` of these names brings.
+    """
+    from packaging.requirements import Requirement
+
+    found: set[str] = set()
+    seen: set[tuple[str, frozenset[str]]] = set()
+    pending = [(name, frozenset[str]()) for name in names]
+    while pending:
+        key = pending.pop()
+        if key in seen:
+            continue
+        seen.add(key)
+        name, extras = key
+        found.add(name)
+        try:
+            requires = importlib.metadata.requires(name) or []
+        except importlib.metadata.PackageNotFoundError:
+            continue
+        for text in requires:
+            requirement = Requirement(text)
+            marker = requirement.marker
+            if marker is None or any(marker.evaluate({"extra": e}) for e in (*extras, "")):
+                pending.append((normalise(requirement.name), frozenset(requirement.extras)))
+    return found
+
+
+def test_the_serve_install_brings_no_ray() -> None:
+    assert "ray" in declared("ray")
+    assert "ray" not in declared("serve")
+    closure = installed_closure(declared("serve"))
+    assert "fastapi" in closure and "starlette" in closure  # the walk does follow requirements
+    assert not {"ray", "torch"} & closure
