@@ -48,7 +48,7 @@ from serving.ray_batch.inputs import (
     pack,
     read_partitions,
 )
-from serving.ray_batch.output import Counts, OutputDir
+from serving.ray_batch.output import Counts, OutputDir, PartitionAssembler
 
 logger = logging.getLogger(__name__)
 
@@ -122,11 +122,24 @@ def job_of(files: Sequence[InputFile], settings: RaySettings, output_format: str
 
 @dataclass(frozen=True)
 class RunReport:
-    """What a run did: records it analysed, partitions it found complete, and its time."""
+    """What a run did, and where its time went.
+
+    Attributes:
+        analysed: Records and partitions this run wrote.
+        skipped: Records and partitions already complete.
+        elapsed_s: From the call to the last partition written.
+        first_batch_s: From the call to the first batch back (Ray's start, the actors'
+            model loads, the first read and batch).
+        busy_s: Seconds the actors spent analysing, all batches together.
+        batches: Batches analysed.
+    """
 
     analysed: Counts
     skipped: Counts
     elapsed_s: float
+    first_batch_s: float | None = None
+    busy_s: float = 0.0
+    batches: int = 0
 
 
 @functools.lru_cache(maxsize=2)
@@ -167,8 +180,10 @@ class Analyser:
             "indices": [],
             "lines": [],
             "failed": [],
+            "busy_s": [],
         }
         for row in table.to_pylist():
+            started = time.perf_counter()
             stream = io.StringIO()
             summary = predict_records(
                 items_of_row(row),
@@ -182,6 +197,7 @@ class Analyser:
                 out[name].append(row[name])
             out["lines"].append(stream.getvalue().split("\n")[:-1])
             out["failed"].append(summary.n_failed)
+            out["busy_s"].append(time.perf_counter() - started)
         return out
 
 
@@ -234,23 +250,26 @@ def run(files: Sequence[InputFile], out: OutputDir, settings: RaySettings) -> Ru
     # One batch per block: the actor pool is handed work a batch at a time.
     context.target_max_block_size = 1
     context.enable_progress_bars = settings.progress
-    n_ok = n_failed = 0
-    pending: dict[str, list[tuple[int, str]]] = {}
-    failed: dict[str, int] = {}
+    assembler = PartitionAssembler(out)
+    first_batch_s: float | None = None
+    busy_s = 0.0
+    batches = 0
     try:
         dataset = build_dataset(ray, files, settings, out.complete())
         for table in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
             for row in table.to_pylist():
-                key = row["partition"]
-                lines = pending.setdefault(key, [])
-                lines.extend(zip(row["indices"], row["lines"], strict=True))
-                failed[key] = failed.get(key, 0) + row["failed"]
-                if len(lines) == row["partition_records"]:
-                    lines.sort()
-                    out.write_partition(key, row["input"], [line for _, line in lines], failed[key])
-                    n_failed += failed[key]
-                    n_ok += len(lines) - failed.pop(key)
-                    del pending[key]
+                if first_batch_s is None:
+                    first_batch_s = time.perf_counter() - started
+                busy_s += row["busy_s"]
+                batches += 1
+                assembler.add(
+                    row["partition"],
+                    row["input"],
+                    row["partition_records"],
+                    row["indices"],
+                    row["lines"],
+                    row["failed"],
+                )
     except Exception as exc:
         cause = _khabar_cause(exc)
         if cause is not None:
@@ -260,12 +279,16 @@ def run(files: Sequence[InputFile], out: OutputDir, settings: RaySettings) -> Ru
         context.target_max_block_size, context.enable_progress_bars = saved
         if started_ray:
             ray.shutdown()
-    if pending:
-        raise RayJobError(f"{len(pending)} partitions came back incomplete: {sorted(pending)[:5]}")
-    analysed = Counts(
-        n_ok=n_ok, n_failed=n_failed, n_partitions=out.counts().n_partitions - skipped.n_partitions
+    if assembler.incomplete:
+        raise RayJobError(f"partitions came back incomplete: {', '.join(assembler.incomplete[:5])}")
+    return RunReport(
+        analysed=assembler.counts(),
+        skipped=skipped,
+        elapsed_s=time.perf_counter() - started,
+        first_batch_s=first_batch_s,
+        busy_s=busy_s,
+        batches=batches,
     )
-    return RunReport(analysed=analysed, skipped=skipped, elapsed_s=time.perf_counter() - started)
 
 
 def _connect(ray: Any, address: str | None) -> bool:

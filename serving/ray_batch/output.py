@@ -215,3 +215,50 @@ class OutputDir:
             self.path / MANIFEST_NAME,
             lambda temporary: temporary.write_text(text, encoding="utf-8"),
         )
+
+
+class PartitionAssembler:
+    """Batches coming back in any order; each partition is written when its last one is in.
+
+    >>> assembler = PartitionAssembler(out)  # doctest: +SKIP
+    >>> assembler.add("00000-000000", "a.jsonl", 1000, indices, lines, 0)  # doctest: +SKIP
+    """
+
+    def __init__(self, out: OutputDir) -> None:
+        """Write into ``out``."""
+        self.out = out
+        self.n_ok = self.n_failed = self.n_partitions = 0
+        self._lines: dict[str, list[tuple[int, str]]] = {}
+        self._failed: dict[str, int] = {}
+
+    def add(
+        self,
+        key: str,
+        input_name: str,
+        partition_records: int,
+        indices: Sequence[int],
+        lines: Sequence[str],
+        n_failed: int,
+    ) -> None:
+        """One batch's output lines (``indices``: the records' places in their file)."""
+        held = self._lines.setdefault(key, [])
+        held.extend(zip(indices, lines, strict=True))
+        self._failed[key] = self._failed.get(key, 0) + n_failed
+        if len(held) < partition_records:
+            return
+        held.sort()
+        failed = self._failed.pop(key)
+        self.out.write_partition(key, input_name, [line for _, line in held], failed)
+        del self._lines[key]
+        self.n_failed += failed
+        self.n_ok += len(held) - failed
+        self.n_partitions += 1
+
+    @property
+    def incomplete(self) -> list[str]:
+        """Partitions some of whose batches have not come back."""
+        return sorted(self._lines)
+
+    def counts(self) -> Counts:
+        """Records of the partitions this assembler wrote."""
+        return Counts(n_ok=self.n_ok, n_failed=self.n_failed, n_partitions=self.n_partitions)
