@@ -26,6 +26,8 @@ from __future__ import annotations
 import functools
 import io
 import logging
+import os
+import socket
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -127,19 +129,17 @@ class RunReport:
     Attributes:
         analysed: Records and partitions this run wrote.
         skipped: Records and partitions already complete.
+        started_at: When the call began (``time.time()``).
         elapsed_s: From the call to the last partition written.
-        first_batch_s: From the call to the first batch back (Ray's start, the actors'
-            model loads, the first read and batch).
-        busy_s: Seconds the actors spent analysing, all batches together.
-        batches: Batches analysed.
+        spans: Per batch analysed: the actor's process (node and pid), and when its
+            analysis began and ended (``time.time()`` on the actor's node).
     """
 
     analysed: Counts
     skipped: Counts
+    started_at: float
     elapsed_s: float
-    first_batch_s: float | None = None
-    busy_s: float = 0.0
-    batches: int = 0
+    spans: list[tuple[str, float, float]] = field(default_factory=list)
 
 
 @functools.lru_cache(maxsize=2)
@@ -167,6 +167,7 @@ class Analyser:
     def __init__(self, settings: RaySettings) -> None:
         """Load the model and the story definitions once, with the actor's thread count."""
         self.settings = settings
+        self.worker = f"{socket.gethostname()}:{os.getpid()}"
         self.predictor = load_predictor(
             settings.model_dir or DEFAULT_MODEL_DIR, settings.threads_per_actor, settings.stories
         )
@@ -180,10 +181,12 @@ class Analyser:
             "indices": [],
             "lines": [],
             "failed": [],
-            "busy_s": [],
+            "worker": [],
+            "began": [],
+            "ended": [],
         }
         for row in table.to_pylist():
-            started = time.perf_counter()
+            began = time.time()
             stream = io.StringIO()
             summary = predict_records(
                 items_of_row(row),
@@ -197,7 +200,9 @@ class Analyser:
                 out[name].append(row[name])
             out["lines"].append(stream.getvalue().split("\n")[:-1])
             out["failed"].append(summary.n_failed)
-            out["busy_s"].append(time.perf_counter() - started)
+            out["worker"].append(self.worker)
+            out["began"].append(began)
+            out["ended"].append(time.time())
         return out
 
 
@@ -240,6 +245,7 @@ def run(files: Sequence[InputFile], out: OutputDir, settings: RaySettings) -> Ru
     """
     ray = import_ray()
     skipped = out.counts()
+    started_at = time.time()
     started = time.perf_counter()
     started_ray = _connect(ray, settings.address)
     if settings.actors is None:
@@ -251,17 +257,12 @@ def run(files: Sequence[InputFile], out: OutputDir, settings: RaySettings) -> Ru
     context.target_max_block_size = 1
     context.enable_progress_bars = settings.progress
     assembler = PartitionAssembler(out)
-    first_batch_s: float | None = None
-    busy_s = 0.0
-    batches = 0
+    spans: list[tuple[str, float, float]] = []
     try:
         dataset = build_dataset(ray, files, settings, out.complete())
         for table in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
             for row in table.to_pylist():
-                if first_batch_s is None:
-                    first_batch_s = time.perf_counter() - started
-                busy_s += row["busy_s"]
-                batches += 1
+                spans.append((row["worker"], row["began"], row["ended"]))
                 assembler.add(
                     row["partition"],
                     row["input"],
@@ -284,10 +285,9 @@ def run(files: Sequence[InputFile], out: OutputDir, settings: RaySettings) -> Ru
     return RunReport(
         analysed=assembler.counts(),
         skipped=skipped,
+        started_at=started_at,
         elapsed_s=time.perf_counter() - started,
-        first_batch_s=first_batch_s,
-        busy_s=busy_s,
-        batches=batches,
+        spans=spans,
     )
 
 

@@ -280,23 +280,23 @@ def pack(
     count_tokens: Callable[[Sequence[Item]], list[int]],
     batch_tokens: int = BATCH_TOKENS,
     batch_records: int = BATCH_RECORDS,
-) -> list[Batch]:
+) -> Iterator[Batch]:
     """Cut a partition, in order, into batches of at most ``batch_tokens`` tokens.
 
     A batch also holds at most ``batch_records`` records; a document over
-    ``batch_tokens`` on its own is a batch of its own.
+    ``batch_tokens`` on its own is a batch of its own. Tokens are counted
+    ``batch_records`` records at a time and each batch is yielded once full, so the
+    first batch of a partition is ready long before its last record is tokenised.
     """
-    batches: list[Batch] = []
     current: list[Item] = []
     tokens = 0
     for start in range(0, len(partition.items), batch_records):
         chunk = partition.items[start : start + batch_records]
         for item, n_tokens in zip(chunk, count_tokens(chunk), strict=True):
             if current and (tokens + n_tokens > batch_tokens or len(current) == batch_records):
-                batches.append(Batch(partition, current))
+                yield Batch(partition, current)
                 current, tokens = [], 0
             current.append(item)
             tokens += n_tokens
     if current:
-        batches.append(Batch(partition, current))
-    return batches
+        yield Batch(partition, current)

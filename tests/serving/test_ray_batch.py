@@ -120,7 +120,9 @@ class TestPacking:
 
     def test_batches_are_sized_by_tokens_and_keep_record_order(self) -> None:
         partition, tokens = self.partition([300, 300, 300, 5000, 100, 100, 100])
-        batches = pack(partition, lambda items: [tokens[i.id] for i in items], batch_tokens=1000)
+        batches = list(
+            pack(partition, lambda items: [tokens[i.id] for i in items], batch_tokens=1000)
+        )
         assert [[item.id for item in b.items] for b in batches] == [
             ["d0", "d1", "d2"],
             ["d3"],  # over the budget on its own: a batch of its own
@@ -129,7 +131,7 @@ class TestPacking:
 
     def test_batches_hold_a_bounded_number_of_records(self) -> None:
         partition, tokens = self.partition([0] * 5)
-        batches = pack(partition, lambda items: [0] * len(items), batch_records=2)
+        batches = list(pack(partition, lambda items: [0] * len(items), batch_records=2))
         assert [len(b.items) for b in batches] == [2, 2, 1]
 
     def test_a_batch_travels_as_one_row_and_back(self) -> None:
