@@ -55,8 +55,8 @@ from serving.ray_batch.output import Counts, OutputDir, PartitionAssembler
 logger = logging.getLogger(__name__)
 
 INSTALL_HINT = "pip install 'khabar[ray]'"
-# Batches queued at one actor beyond the one it runs: enough to hide the hand-over,
-# few enough that an idle actor is not left waiting behind a busy one at the end.
+# Batches handed to one actor at a time, the one it runs included: one queued hides the
+# hand-over, and no more keeps an idle actor from waiting while a busy one holds work.
 TASKS_IN_FLIGHT_PER_ACTOR = 2
 # Files read at once per this many actors: reading and counting tokens is some 2% of
 # the analysis's work.
