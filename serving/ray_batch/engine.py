@@ -38,7 +38,7 @@ from serving.cli.predict import load_predictor, predict_records
 from serving.cli.readers import FieldNames
 from serving.errors import KhabarError, MissingExtraError
 from serving.limits import DocumentLimits
-from serving.metadata import DEFAULT_MODEL_DIR
+from serving.metadata import DEFAULT_MODEL_DIR, METADATA_NAME, sha256_of_file
 from serving.predictor import DEFAULT_BATCH_SIZE
 from serving.ray_batch.inputs import (
     BATCH_RECORDS,
@@ -112,13 +112,22 @@ class RaySettings:
 
 
 def job_of(files: Sequence[InputFile], settings: RaySettings, output_format: str) -> dict[str, Any]:
-    """What decides the partitions' keys and contents: recorded in the manifest."""
+    """What decides the partitions' keys and contents: recorded in the manifest.
+
+    The model is named by the sha256 of its ``khabar.json``, which records the sha256 of
+    every model file.
+    """
+    model_dir = settings.model_dir or DEFAULT_MODEL_DIR
     return {
         "inputs": [file.name for file in files],
         "text_field": settings.fields.text,
         "id_field": settings.fields.id,
         "format": output_format,
         "partition_records": settings.partition_records,
+        "model": sha256_of_file(model_dir / METADATA_NAME),
+        "stories": [str(path) for path in settings.stories],
+        "max_chars_per_document": settings.limits.max_chars,
+        "max_tokens_per_document": settings.limits.max_tokens,
     }
 
 
