@@ -269,3 +269,20 @@ def test_ray_options_belong_to_the_ray_engine(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["predict", str(source), "--actors", "2"])
     assert result.exit_code == 2
     assert "--actors" in result.output
+
+
+@pytest.mark.parametrize(
+    ("extra", "flag"),
+    [([], "--output"), (["-o", "out", "--threads", "2"], "--threads")],
+)
+def test_the_ray_engine_needs_an_output_directory_and_its_own_threads(
+    tmp_path: Path, extra: list[str], flag: str
+) -> None:
+    from typer.testing import CliRunner
+
+    from serving.cli.app import app
+
+    source = write_jsonl(tmp_path / "a.jsonl", [{"id": "a", "text": "زار ماكرون بيروت"}])
+    result = CliRunner().invoke(app, ["predict", "--engine", "ray", str(source), *extra])
+    assert result.exit_code == 2
+    assert flag in result.output
