@@ -38,15 +38,16 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks.run import machine_info
-from serving.cli.predict import load_predictor, predict_records
+from benchmarks.machine import machine_info
 from serving.cli.readers import FieldNames, read_inputs
+from serving.cli.records import predict_records
+from serving.data_root import resolve_data_root
 from serving.limits import DocumentLimits
 from serving.metadata import DEFAULT_MODEL_DIR
+from serving.predictor import load_predictor
 from serving.ray_batch.engine import ACTORS_PER_READER, RaySettings, import_ray, job_of, run
 from serving.ray_batch.inputs import TokenCounter, pack, read_partitions, resolve_inputs
 from serving.ray_batch.output import OutputDir
-from training.config import resolve_data_root
 
 ANT_DIR = "topics/ant-v2.1"
 SEED = 13

@@ -8,7 +8,7 @@ Three stages, streamed:
    one Ray Data block, so the actor pool is handed work a batch at a time.
 2. **Analyse** (``map_batches`` on an actor pool): every actor loads the model once with
    ``threads_per_actor`` onnxruntime threads and runs the local engine's
-   :func:`~serving.cli.predict.predict_records` on each batch, so a record's output
+   :func:`~serving.cli.records.predict_records` on each batch, so a record's output
    (result or ``{id, error}``) is the local engine's, byte for byte.
 3. **Write** (this process): a partition is written when its last batch is back
    (:mod:`serving.ray_batch.output`).
@@ -34,12 +34,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from serving.cli.predict import load_predictor, predict_records
 from serving.cli.readers import FieldNames
+from serving.cli.records import predict_records
 from serving.errors import KhabarError, MissingExtraError
 from serving.limits import DocumentLimits
 from serving.metadata import DEFAULT_MODEL_DIR, METADATA_NAME, sha256_of_file
-from serving.predictor import DEFAULT_BATCH_SIZE
+from serving.predictor import DEFAULT_BATCH_SIZE, load_predictor
 from serving.ray_batch.inputs import (
     BATCH_RECORDS,
     BATCH_TOKENS,

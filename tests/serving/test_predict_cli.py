@@ -13,8 +13,8 @@ import pytest
 from typer.testing import CliRunner
 
 from khabar_cli.app import app, main
-from serving.cli.predict import Summary, predict_records
 from serving.cli.readers import Record, RecordError, read_inputs
+from serving.cli.records import Summary, predict_records
 from serving.limits import DocumentLimits
 from serving.metadata import DEFAULT_MODEL_DIR, sha256_of_file
 

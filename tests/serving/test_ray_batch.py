@@ -229,7 +229,7 @@ BLOCK_RAY = textwrap.dedent(
             return None
 
     sys.meta_path.insert(0, Block())
-    from serving.cli.app import main
+    from khabar_cli.app import main
     main(sys.argv[1:])
     """
 )
@@ -263,7 +263,7 @@ def test_without_ray_the_engine_says_what_to_install(tmp_path: Path) -> None:
 def test_ray_options_belong_to_the_ray_engine(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
-    from serving.cli.app import app
+    from khabar_cli.app import app
 
     source = write_jsonl(tmp_path / "a.jsonl", [{"id": "a", "text": "زار ماكرون بيروت"}])
     result = CliRunner().invoke(app, ["predict", str(source), "--actors", "2"])
@@ -280,7 +280,7 @@ def test_the_ray_engine_needs_an_output_directory_and_its_own_threads(
 ) -> None:
     from typer.testing import CliRunner
 
-    from serving.cli.app import app
+    from khabar_cli.app import app
 
     source = write_jsonl(tmp_path / "a.jsonl", [{"id": "a", "text": "زار ماكرون بيروت"}])
     result = CliRunner().invoke(app, ["predict", "--engine", "ray", str(source), *extra])

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from serving.cli.app import app
+from khabar_cli.app import app
 from serving.errors import InputError
 from serving.metadata import DEFAULT_MODEL_DIR
 from tests.corpora import require_corpora

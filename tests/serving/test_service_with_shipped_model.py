@@ -27,8 +27,8 @@ from fastapi.testclient import TestClient
 
 from serving.api.app import create_app
 from serving.api.settings import ServerSettings
-from serving.cli.predict import predict_records
 from serving.cli.readers import Record
+from serving.cli.records import predict_records
 from serving.metadata import DEFAULT_MODEL_DIR
 from serving.predictor import Predictor
 from tests import tiny
