@@ -1,8 +1,9 @@
 """``python -m benchmarks report FILE.json``: render a results file's Markdown again.
 
 The report is a pure function of the results JSON, so a committed results file can be
-re-rendered without re-running anything. ``-o FILE`` writes it; else it goes to stdout.
-The benchmark itself runs as ``python -m benchmarks.run``.
+re-rendered without re-running anything: the main and load runs' (``benchmarks.report``)
+and the Ray scaling run's (``benchmarks.ray_scaling``). ``-o FILE`` writes it; else it
+goes to stdout. The benchmark itself runs as ``python -m benchmarks.run``.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from benchmarks.ray_scaling import render_markdown as render_ray_scaling
 from benchmarks.report import render
 
 
@@ -26,7 +28,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     options = parser.parse_args(argv)
     try:
         results = json.loads(options.results.read_text(encoding="utf-8"))
-        markdown = render(results)
+        markdown = (
+            render_ray_scaling(results)
+            if "ray" in results and "local" in results
+            else render(results)
+        )
     except (OSError, ValueError, KeyError, TypeError) as exc:
         print(f"error: cannot render {options.results}: {exc}", file=sys.stderr)
         return 2
