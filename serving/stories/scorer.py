@@ -20,10 +20,9 @@ Evidence per story (``FEATURES`` in ``schema.py``, in this order):
 A text that names none of a story's anchors is not in it: its evidence stays 0 and its
 probability is 0 (the anchor gate), and a text naming no anchor of any loaded story
 skips the story encoder. Otherwise a logistic combiner turns the evidence into a
-probability. Its weights come from the
-definition's ``combiner`` block (the shipped stories are fitted on the project's dev
-set by ``python -m training.story_calibration``) or, for a story without labelled data,
-from :data:`DEFAULT_COMBINER`.
+probability. Its weights come from the definition's ``combiner`` block (the shipped
+stories are fitted on the project's dev set by ``python -m training.story_calibration``)
+or, for a story without labelled data, from :data:`DEFAULT_COMBINER`.
 """
 
 from __future__ import annotations
