@@ -8,7 +8,6 @@ differs is an error, so figures are never computed on other texts than were labe
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,8 @@ from pathlib import Path
 from serving.data_root import resolve_data_root
 from serving.errors import DataError
 from training.config import RECIPES_DIR, load_config
+from training.data.entity_spans import text_sha256
+from training.data.topics import read_jsonl
 
 STORY_SET_DIR = Path(__file__).resolve().parents[1] / "tests" / "data" / "stories"
 DATA_ROOT = resolve_data_root()
@@ -36,10 +37,6 @@ class StoryItem:
     text: str
     section: str | None
     labels: dict[str, int]
-
-
-def _sha(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def data_available(data_root: Path = DATA_ROOT) -> bool:
@@ -98,27 +95,23 @@ def load_story_set(
         raise DataError(f"{path}: story set split not found")
     texts = corpus_texts(data_root, recipe_section_map()) if texts is None else texts
     items = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            record = json.loads(line)
-            key = (record["corpus"], str(record["id"]))
-            if key not in texts:
-                raise DataError(f"{path}:{number}: {key[0]} text {key[1]} not in {data_root}")
-            found = [pair for pair in texts[key] if _sha(pair[0]) == record["sha256"]]
-            if not found:
-                raise DataError(f"{path}:{number}: {key[0]} text {key[1]} differs from its sha256")
-            text, section = found[0]
-            items.append(
-                StoryItem(
-                    corpus=key[0],
-                    id=key[1],
-                    text=text,
-                    section=section,
-                    labels={label: int(record[label]) for label in STORY_LABELS},
-                )
+    for number, record in read_jsonl(path, (), ("corpus", "id", "sha256", *STORY_LABELS)):
+        key = (record["corpus"], str(record["id"]))
+        if key not in texts:
+            raise DataError(f"{path}:{number}: {key[0]} text {key[1]} not in {data_root}")
+        found = [pair for pair in texts[key] if text_sha256(pair[0]) == record["sha256"]]
+        if not found:
+            raise DataError(f"{path}:{number}: {key[0]} text {key[1]} differs from its sha256")
+        text, section = found[0]
+        items.append(
+            StoryItem(
+                corpus=key[0],
+                id=key[1],
+                text=text,
+                section=section,
+                labels={label: int(record[label]) for label in STORY_LABELS},
             )
+        )
     return items
 
 
@@ -134,22 +127,13 @@ def load_written(path: Path = STORY_SET_DIR / WRITTEN_FILE) -> list[StoryItem]:
     """
     if not path.is_file():
         return []
-    items = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            record = json.loads(line)
-            try:
-                items.append(
-                    StoryItem(
-                        corpus=WRITTEN_CORPUS,
-                        id=str(record["id"]),
-                        text=str(record["text"]),
-                        section=None,
-                        labels={label: int(record[label]) for label in STORY_LABELS},
-                    )
-                )
-            except KeyError as missing:
-                raise DataError(f"{path}:{number}: field {missing} missing") from None
-    return items
+    return [
+        StoryItem(
+            corpus=WRITTEN_CORPUS,
+            id=str(record["id"]),
+            text=record["text"],
+            section=None,
+            labels={label: int(record[label]) for label in STORY_LABELS},
+        )
+        for _, record in read_jsonl(path, ("text",), ("id", *STORY_LABELS))
+    ]

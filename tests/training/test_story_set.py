@@ -56,7 +56,8 @@ def test_a_changed_text_is_an_error(tmp_path: Path) -> None:
 def test_a_written_text_without_a_label_names_the_line(tmp_path: Path) -> None:
     path = tmp_path / WRITTEN_FILE
     path.write_text(json.dumps({"id": "x", "text": "نص"}) + "\n", encoding="utf-8")
-    with pytest.raises(DataError, match=r"written.jsonl:1: field 'russia_ukraine' missing"):
+    missing = r"written.jsonl:1: required field 'russia_ukraine' is missing"
+    with pytest.raises(DataError, match=missing):
         load_written(path)
 
 
