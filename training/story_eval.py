@@ -18,7 +18,7 @@ import numpy as np
 
 from serving.predictor import DocumentResult, Predictor
 from serving.stories.schema import FEATURES, Combiner
-from serving.stories.scorer import ANCHORS_BODY, StoryScorer
+from serving.stories.scorer import StoryScorer, passes_gate
 from training.data.story_rules import load_story_rules
 from training.story_set import StoryItem
 
@@ -113,7 +113,7 @@ def fit_combiner(
     pass the anchor gate are fitted: the others score 0 whatever the weights say
     (``StoryScorer.probabilities``).
     """
-    gate = evidence[:, ANCHORS_BODY] > 0
+    gate = passes_gate(evidence)
     evidence, gold = evidence[gate], gold[gate]
     keep = [i for i, name in enumerate(FEATURES) if name not in exclude]
     evidence = evidence[:, keep]

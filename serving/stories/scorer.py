@@ -78,6 +78,16 @@ logger = logging.getLogger(__name__)
 
 ANCHORS_BODY = FEATURES.index("anchors_body")
 
+
+def passes_gate(evidence: np.ndarray) -> np.ndarray:
+    """Which rows of evidence (``[..., len(FEATURES)]``) name one of their story's anchors.
+
+    The one statement of the anchor gate, read by :meth:`StoryScorer.probabilities` and
+    by calibration (which fits only the rows that pass).
+    """
+    return evidence[..., ANCHORS_BODY] > 0
+
+
 ENTITY_TYPES_FOR_ANCHORS = frozenset({"PER", "LOC", "ORG", "MISC"})
 
 
@@ -151,10 +161,7 @@ class StoryScorer:
             heads: Per document, the model's topic scores (its trained story heads).
         """
         folded = [fold(text) for text in texts]
-        anchors = np.array(
-            [[story.anchors.count(text) for story in self.stories] for text in folded],
-            dtype=np.float64,
-        ).reshape(len(texts), len(self.stories))
+        anchors = self.anchor_counts(folded)
         if embeddings is None:
             embeddings = self._embed_gated(texts, anchors.any(axis=1))
         out = np.zeros((len(texts), len(self.stories), len(FEATURES)), dtype=np.float64)
@@ -187,6 +194,13 @@ class StoryScorer:
                 )
         return out
 
+    def anchor_counts(self, folded: Sequence[str]) -> np.ndarray:
+        """Distinct anchors of each story named in each folded text: ``[n_texts, n_stories]``."""
+        return np.array(
+            [[story.anchors.count(text) for story in self.stories] for text in folded],
+            dtype=np.float64,
+        ).reshape(len(folded), len(self.stories))
+
     def _embed_gated(self, texts: Sequence[str], needed: np.ndarray) -> np.ndarray:
         """Title-and-lead embeddings of the texts that name an anchor; zeros for the rest.
 
@@ -218,8 +232,7 @@ class StoryScorer:
             ],
             axis=1,
         )
-        gate = evidence[:, :, ANCHORS_BODY] > 0
-        return np.where(gate, 1.0 / (1.0 + np.exp(-logits)), 0.0)
+        return np.where(passes_gate(evidence), 1.0 / (1.0 + np.exp(-logits)), 0.0)
 
     def score(
         self,
