@@ -105,10 +105,10 @@ def _export_fp32(model: KhabarModel, path: Path, opset: int) -> list[str]:
     return wrapper.names
 
 
-def _optimise(path: Path, model: KhabarModel) -> None:
+def optimise_onnx(path: Path, config: Any) -> None:
+    """Fuse a BERT graph in place (attention, layer norms) for a ``transformers`` config."""
     from onnxruntime.transformers.optimizer import optimize_model
 
-    config = model.encoder.config
     optimised = optimize_model(
         str(path),
         model_type="bert",
@@ -119,7 +119,8 @@ def _optimise(path: Path, model: KhabarModel) -> None:
     logger.info("fused operators: %s", optimised.get_fused_operator_statistics())
 
 
-def _quantise(source: Path, target: Path, per_channel: bool) -> None:
+def quantise_onnx(source: Path, target: Path, per_channel: bool) -> None:
+    """Dynamic int8 quantisation of a (fused) graph's weights."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -220,7 +221,7 @@ def build_model_files(
     fp32 = directory / FP32_NAME
     _export_fp32(model, fp32, settings.opset)
     if settings.optimize:
-        _optimise(fp32, model)
+        optimise_onnx(fp32, model.encoder.config)
     diffs = parity(model, fp32, metadata.special_tokens.pad_id)
     worst = max(diffs.values())
     if worst > settings.parity_tolerance:
@@ -229,7 +230,7 @@ def build_model_files(
         )
     files = {"fp32": FP32_NAME}
     if settings.quantize:
-        _quantise(fp32, directory / INT8_NAME, settings.per_channel)
+        quantise_onnx(fp32, directory / INT8_NAME, settings.per_channel)
         files["int8"] = INT8_NAME
     sizes = {name: round((directory / f).stat().st_size / 1e6, 2) for name, f in files.items()}
     metadata = metadata.model_copy(

