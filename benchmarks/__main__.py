@@ -11,11 +11,21 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from benchmarks.ray_scaling import render_markdown as render_ray_scaling
-from benchmarks.report import render
+from benchmarks.report import render_load_markdown, render_markdown
+
+
+def render(results: Mapping[str, Any]) -> str:
+    """The Markdown report of any results JSON: a load run's, a Ray scaling run's, or the main."""
+    if results.get("mode") == "load":
+        return render_load_markdown(results)
+    if "ray" in results and "local" in results:
+        return render_ray_scaling(results)
+    return render_markdown(results)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -28,11 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     options = parser.parse_args(argv)
     try:
         results = json.loads(options.results.read_text(encoding="utf-8"))
-        markdown = (
-            render_ray_scaling(results)
-            if "ray" in results and "local" in results
-            else render(results)
-        )
+        markdown = render(results)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         print(f"error: cannot render {options.results}: {exc}", file=sys.stderr)
         return 2

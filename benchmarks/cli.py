@@ -10,12 +10,7 @@ from typing import TYPE_CHECKING
 
 from benchmarks import load
 from benchmarks.engines import worker_main
-from benchmarks.report import (
-    render_load_markdown,
-    render_markdown,
-    write_load_results,
-    write_results,
-)
+from benchmarks.report import render_load_markdown, render_markdown, write_results
 from benchmarks.settings import (
     DEFAULT_CACHE,
     DEFAULT_MODEL,
@@ -280,9 +275,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         except KhabarError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
-        markdown, raw = write_load_results(load_results, options.out)
-        print(render_load_markdown(load_results))
-        print(f"written: {markdown} and {raw}", file=sys.stderr)
+        markdown = render_load_markdown(load_results)
+        markdown_path, raw = write_results(load_results, options.out, markdown, "load")
+        print(markdown)
+        print(f"written: {markdown_path} and {raw}", file=sys.stderr)
         return 0 if load_results["loopback"].get("status") == "ok" else 1
 
     try:
@@ -292,8 +288,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if options.tried.is_file():
         results["tried"] = options.tried.read_text(encoding="utf-8")
-    markdown, raw = write_results(results, options.out)
-    print(render_markdown(results))
-    print(f"written: {markdown} and {raw}", file=sys.stderr)
+    markdown = render_markdown(results)
+    markdown_path, raw = write_results(results, options.out, markdown)
+    print(markdown)
+    print(f"written: {markdown_path} and {raw}", file=sys.stderr)
     failed = [n for n, e in results["engines"].items() if e.get("status") == "error"]
     return 1 if failed else 0

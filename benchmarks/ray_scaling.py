@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.machine import machine_info
+from benchmarks.report import write_results
 from serving.cli.readers import FieldNames, read_inputs
 from serving.cli.records import predict_records
 from serving.data_root import resolve_data_root
@@ -334,14 +335,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             "nodes": model_nodes(best, reader, writer, cpus),
         },
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    stem = f"{results['date']}-{results['machine']['name']}-ray-scaling"
-    (args.out / f"{stem}.json").write_text(
-        json.dumps(results, ensure_ascii=False, indent=2) + "\n", encoding="utf-8"
-    )
-    (args.out / f"{stem}.md").write_text(render_markdown(results), encoding="utf-8")
-    print(render_markdown(results))
-    print(f"wrote {args.out / stem}.md and .json")
+    markdown = render_markdown(results)
+    markdown_path, raw = write_results(results, args.out, markdown, "ray-scaling")
+    print(markdown)
+    print(f"wrote {markdown_path} and {raw}")
 
 
 if __name__ == "__main__":

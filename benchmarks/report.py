@@ -295,15 +295,20 @@ def render_markdown(results: Mapping[str, Any]) -> str:
 # --------------------------------------------------------------------------- machine
 
 
-def write_results(results: Mapping[str, Any], out_dir: Path) -> tuple[Path, Path]:
-    """Write ``<date>-<machine>.md`` and ``.json`` into ``out_dir``; return both paths."""
+def write_results(
+    results: Mapping[str, Any], out_dir: Path, markdown: str, kind: str | None = None
+) -> tuple[Path, Path]:
+    """Write ``<date>-<machine>[-<kind>].md`` (``markdown``) and ``.json``; return both paths.
+
+    Every benchmark (main, ``load``, ``ray-scaling``) names and writes its pair this way.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
-    stem = f"{results['date']}-{results['machine']['name']}"
-    markdown = out_dir / f"{stem}.md"
+    stem = f"{results['date']}-{results['machine']['name']}" + (f"-{kind}" if kind else "")
+    markdown_path = out_dir / f"{stem}.md"
     raw = out_dir / f"{stem}.json"
-    markdown.write_text(render_markdown(results), encoding="utf-8")
+    markdown_path.write_text(markdown, encoding="utf-8")
     raw.write_text(json.dumps(results, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-    return markdown, raw
+    return markdown_path, raw
 
 
 # --------------------------------------------------------------------------- command line
@@ -385,21 +390,3 @@ def render_load_markdown(results: Mapping[str, Any]) -> str:
             ]
     lines += ["", f"Run took {results['seconds'] / 60:.1f} minutes."]
     return "\n".join(lines) + "\n"
-
-
-def write_load_results(results: Mapping[str, Any], out_dir: Path) -> tuple[Path, Path]:
-    """Write ``<date>-<machine>-load.md`` and ``.json``; return both paths."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    stem = f"{results['date']}-{results['machine']['name']}-load"
-    markdown = out_dir / f"{stem}.md"
-    raw = out_dir / f"{stem}.json"
-    markdown.write_text(render_load_markdown(results), encoding="utf-8")
-    raw.write_text(json.dumps(results, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-    return markdown, raw
-
-
-def render(results: Mapping[str, Any]) -> str:
-    """The Markdown report of any results JSON: the load report or the main one."""
-    if results.get("mode") == "load":
-        return render_load_markdown(results)
-    return render_markdown(results)
