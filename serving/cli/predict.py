@@ -29,7 +29,7 @@ from serving.cli.readers import (
     check_inputs,
     read_inputs,
 )
-from serving.cli.records import predict_records
+from serving.cli.records import exit_if_any_failed, predict_records
 from serving.limits import (
     DEFAULT_MAX_CHARS_PER_DOCUMENT,
     DEFAULT_MAX_TOKENS_PER_DOCUMENT,
@@ -224,13 +224,7 @@ def predict_cli(
         _silence_stdout()
         raise typer.Exit(code=0) from None
     elapsed = time.perf_counter() - started
-    if summary.n_failed:
-        typer.echo(
-            f"{summary.n_failed} of {summary.n_total} documents failed "
-            f'(their lines have an "error" field)',
-            err=True,
-        )
-        raise typer.Exit(code=1)
+    exit_if_any_failed(summary.n_failed, summary.n_total, "their lines")
     if not quiet:
         rate = summary.n_total / elapsed if elapsed > 0 else 0.0
         typer.echo(

@@ -18,6 +18,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
+import typer
+
 from serving.cli.readers import Item, Record, RecordError
 from serving.errors import InferenceError, LimitExceeded
 from serving.limits import DocumentLimits, HasTokens
@@ -58,6 +60,24 @@ class Summary:
     def n_total(self) -> int:
         """All documents read, analysed or not."""
         return self.n_ok + self.n_failed
+
+
+def exit_if_any_failed(n_failed: int, n_total: int, where: str) -> None:
+    """Both engines' rule: any failed record ends the run with exit 1 and one line counting them.
+
+    Args:
+        n_failed: Records that became ``{id, error}``.
+        n_total: Records read.
+        where: Where the failed records' ``error`` fields are, for the user to look.
+
+    Raises:
+        typer.Exit: With code 1, after the line, when ``n_failed`` is not 0.
+    """
+    if n_failed:
+        typer.echo(
+            f'{n_failed} of {n_total} documents failed ({where} have an "error" field)', err=True
+        )
+        raise typer.Exit(code=1)
 
 
 def predict_records(

@@ -17,6 +17,7 @@ from pathlib import Path
 import typer
 
 from serving.cli.readers import FieldNames
+from serving.cli.records import exit_if_any_failed
 from serving.limits import DocumentLimits
 from serving.metadata import DEFAULT_MODEL_DIR, ModelMetadata
 from serving.ray_batch.engine import RaySettings, import_ray, job_of, run
@@ -98,13 +99,7 @@ def predict_on_ray(
     out = OutputDir.open(output, job_of(files, settings, output_format), resume)
     report = run(files, out, settings)
     counts = out.counts()
-    if counts.n_failed:
-        typer.echo(
-            f"{counts.n_failed} of {counts.n_total} documents failed "
-            f'(their records in {output} have an "error" field)',
-            err=True,
-        )
-        raise typer.Exit(code=1)
+    exit_if_any_failed(counts.n_failed, counts.n_total, f"their records in {output}")
     if not quiet:
         done = report.analysed.n_total
         rate = done / report.elapsed_s if report.elapsed_s > 0 else 0.0
