@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 from benchmarks.http_load import drive, free_port, serve_command, stop_process, wait_ready
 from benchmarks.machine import child_env, log_tail, machine_info, versions, vmhwm_mb
 from benchmarks.settings import READY_TIMEOUT_S, REPO_ROOT
-from benchmarks.suite import progress_bar
+from benchmarks.suite import phase_events, progress_bar
 from benchmarks.workload import config_of, held_out, sample_workload
 
 if TYPE_CHECKING:
@@ -258,15 +258,7 @@ def run_load(options: argparse.Namespace) -> dict[str, Any]:
     with progress, tempfile.TemporaryDirectory(prefix="khabar-load-") as tmp:
         phase = progress.add_task("load", total=1)
 
-        def on_event(**event: Any) -> None:
-            if event.get("event") == "progress":
-                progress.update(
-                    phase,
-                    description=f"  {event.get('phase', '')}",
-                    completed=event.get("done", 0),
-                    total=max(1, event.get("total", 1)),
-                )
-
+        on_event = phase_events(progress, phase)
         config = config_of(options.model, options.config, options.data)
         data = held_out(config, None if options.no_cache else options.cache_dir)
         workload = sample_workload(data, options.articles, options.sentences, options.seed)

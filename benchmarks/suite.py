@@ -7,6 +7,7 @@ import datetime as dt
 import json
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +35,22 @@ def precheck(engine: str, options: argparse.Namespace) -> str | None:
         if file_name is None or not (options.model / file_name).is_file():
             return f"{options.model} has no {variant} ONNX file"
     return None
+
+
+def phase_events(progress: Any, task: Any) -> Callable[..., None]:
+    """A run's event callback that shows its ``progress`` events on the ``task`` bar."""
+
+    def on_event(**event: Any) -> None:
+        if event.get("event") == "progress":
+            progress.update(
+                task,
+                description=f"  {event.get('phase', '')}",
+                completed=event.get("done", 0),
+                total=max(1, event.get("total", 1)),
+                visible=True,
+            )
+
+    return on_event
 
 
 def progress_bar(quiet: bool) -> Any:
@@ -103,16 +120,7 @@ def run_benchmark(options: argparse.Namespace) -> dict[str, Any]:
         overall = progress.add_task("workload", total=len(options.engines) + 1)
         phase = progress.add_task("", total=1, visible=False)
 
-        def on_event(**event: Any) -> None:
-            if event.get("event") == "progress":
-                progress.update(
-                    phase,
-                    description=f"  {event.get('phase', '')}",
-                    completed=event.get("done", 0),
-                    total=max(1, event.get("total", 1)),
-                    visible=True,
-                )
-
+        on_event = phase_events(progress, phase)
         config = config_of(options.model, options.config, options.data)
         cache_dir = None if options.no_cache else options.cache_dir
         data = held_out(config, cache_dir)
