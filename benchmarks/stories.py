@@ -32,7 +32,15 @@ from serving.stories.schema import DEFAULT_STORIES_DIR, load_definitions
 from serving.stories.scorer import StoryScorer, load_story_scorer
 from serving.stories.terms import fold
 from training.story_eval import collect, fit_combiner, head_is_useful, report
-from training.story_set import DATA_ROOT, StoryItem, corpus_texts, load_story_set, load_written
+from training.story_set import (
+    DATA_ROOT,
+    StoryItem,
+    Texts,
+    corpus_texts,
+    load_story_set,
+    load_written,
+    recipe_section_map,
+)
 
 
 def _docs_per_second(predictor: Predictor, texts: list[str], repeats: int) -> float:
@@ -45,13 +53,9 @@ def _docs_per_second(predictor: Predictor, texts: list[str], repeats: int) -> fl
     return len(texts) / best
 
 
-def _ant_sample(args: argparse.Namespace) -> list[str]:
+def _ant_sample(corpora: Texts, args: argparse.Namespace) -> list[str]:
     """A seeded sample of ANT articles: news at large, not drawn by story keywords."""
-    texts = [
-        versions[0][0]
-        for (corpus, _), versions in corpus_texts(args.data).items()
-        if corpus == "ant"
-    ]
+    texts = [versions[0][0] for (corpus, _), versions in corpora.items() if corpus == "ant"]
     return random.Random(args.seed).sample(sorted(texts), min(args.timing_docs, len(texts)))
 
 
@@ -79,7 +83,11 @@ def _cost(
 
 
 def _option_2(
-    predictor: Predictor, items: list[StoryItem], results: list[Any], args: argparse.Namespace
+    predictor: Predictor,
+    items: list[StoryItem],
+    results: list[Any],
+    corpora: Texts,
+    args: argparse.Namespace,
 ) -> dict[str, Any]:
     """Story figures with the fine-tuned model's pooled output, fitted on dev here."""
     from benchmarks.story_pooled import pooled_encoder
@@ -87,7 +95,7 @@ def _option_2(
 
     encoder = pooled_encoder(predictor, threads=args.threads)
     scorer = StoryScorer(encoder, load_definitions(DEFAULT_STORIES_DIR))  # type: ignore[arg-type]
-    dev_items = load_story_set("dev", args.data)
+    dev_items = load_story_set("dev", args.data, texts=corpora)
     dev = collect(dev_items, predictor, scorer)
     for index, story in enumerate(scorer.stories):
         combiner = fit_combiner(
@@ -124,7 +132,8 @@ def main(argv: list[str] | None = None) -> None:
     scorer = load_story_scorer(threads=args.threads)
     if scorer is None:
         raise SystemExit("no story encoder: python -m training.story_encoder first")
-    items = load_story_set(args.split, args.data)
+    corpora = corpus_texts(args.data, recipe_section_map())  # read once, used three times
+    items = load_story_set(args.split, args.data, texts=corpora)
     results = predictor.analyze([item.text for item in items])
     figures: dict[str, Any] = {
         "definition_option_1_base_e5": report(collect(items, predictor, scorer, results), scorer),
@@ -132,12 +141,12 @@ def main(argv: list[str] | None = None) -> None:
     }
     if args.pooled:
         figures["definition_option_2_fine_tuned_pooled"] = _option_2(
-            predictor, items, results, args
+            predictor, items, results, corpora, args
         )
 
     texts = [item.text for item in items[: args.timing_docs]]
     figures["cost_story_set"] = _cost(predictor, scorer, texts, args)
-    figures["cost_ant_news"] = _cost(predictor, scorer, _ant_sample(args), args)
+    figures["cost_ant_news"] = _cost(predictor, scorer, _ant_sample(corpora, args), args)
     print(json.dumps(figures, ensure_ascii=False, indent=2))
 
 
