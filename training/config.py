@@ -178,6 +178,9 @@ class TrainingConfig(_Frozen):
     )
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     max_grad_norm: float = 1.0
+    # Exponential moving average of the weights, evaluated on dev beside the raw weights
+    # each epoch; whichever scores higher can become the checkpoint. None: no average.
+    ema_decay: float | None = Field(None, gt=0, lt=1)
     threads: int | None = None
     trim_vocab: bool = True
     eval_every_epoch: bool = True

@@ -338,6 +338,13 @@ def train(config: KhabarConfig, output: Path, show_progress: bool = True) -> Pat
     )
     topic_loss = nn.BCEWithLogitsLoss(reduction="none")
 
+    ema = (
+        torch.optim.swa_utils.AveragedModel(
+            model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(settings.ema_decay)
+        )
+        if settings.ema_decay
+        else None
+    )
     history: list[dict[str, Any]] = []
     best = -1.0
     step = 0
@@ -375,6 +382,8 @@ def train(config: KhabarConfig, output: Path, show_progress: bool = True) -> Pat
             nn.utils.clip_grad_norm_(model.parameters(), settings.max_grad_norm)
             optimizer.step()
             scheduler.step()
+            if ema is not None:
+                ema.update_parameters(model)
             step += 1
             running[batch.task].append(float(loss.detach()))
             progress.update(1)
@@ -398,6 +407,17 @@ def train(config: KhabarConfig, output: Path, show_progress: bool = True) -> Pat
                 best = score
                 model.save(output / CHECKPOINT_DIR)
                 record["saved"] = True
+            if ema is not None:
+                # The averaged weights compete with the raw ones for the checkpoint.
+                record["dev_ema"] = dev_scores(ema.module, metadata, tokenizer, corpora, config)
+                ema_score = _selection_score(
+                    record["dev_ema"], entities_only=not settings.topic_encoder_gradient
+                )
+                record["ema_selection_score"] = ema_score
+                if ema_score > best:
+                    best = ema_score
+                    ema.module.save(output / CHECKPOINT_DIR)
+                    record["saved"] = "ema"
         logger.info("epoch %d: %s", epoch, json.dumps(record, ensure_ascii=False))
         history.append(record)
         _write_run(output, config, corpora, metadata, history)

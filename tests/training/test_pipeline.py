@@ -313,3 +313,28 @@ def test_a_middle_topic_layer_exports_with_parity(tiny_run, tmp_path):
         not np.allclose(list(a.topic_scores.values()), list(c.topic_scores.values()), atol=1e-4)
         for a, c in zip(onnx.analyze(TEXTS), last_predictor.analyze(TEXTS), strict=True)
     )
+
+
+def test_weight_average_competes_for_the_checkpoint_each_epoch(tmp_path, tiny_corpora):
+    from training.rundir import CHECKPOINT_DIR
+    from training.workflows import run_train
+
+    encoder = tiny.build_tiny_encoder(tmp_path / "encoder")
+    config = tiny.write_config(
+        tmp_path,
+        encoder,
+        tiny_corpora,
+        training__epochs=2,
+        training__ema_decay=0.9,
+        training__topic_encoder_gradient=False,
+    )
+    run = run_train(
+        config, tmp_path / "run", [], progress=False, data_root=tiny.data_root(tiny_corpora)
+    )
+    history = json.loads((run / "run.json").read_text(encoding="utf-8"))["history"]
+    assert len(history) == 2
+    for record in history:
+        assert "micro_f1" in record["dev_ema"]["entity"]
+        assert record["ema_selection_score"] == record["dev_ema"]["entity"]["micro_f1"]
+    assert history[0]["saved"] in (True, "ema")
+    assert (run / CHECKPOINT_DIR).is_dir()
