@@ -32,6 +32,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 
+from serving.decode import WordSpan
 from serving.gazetteer import Gazetteer, default_gazetteer, fold
 from serving.normalise import NormaliserSettings, normalised_text
 
@@ -219,3 +220,38 @@ def name_tokens(name: str) -> tuple[str, ...]:
 def _without_article(word: str) -> str:
     rest = word.removeprefix(ARTICLE)
     return rest if len(rest) >= 3 and rest != word else word
+
+
+def join_known_names(
+    spans: Sequence[WordSpan], words: Sequence[str], gazetteer: Gazetteer | None = None
+) -> list[WordSpan]:
+    """Join back-to-back mentions of one label when together they are one known name.
+
+    The tagger sometimes opens a new mention inside a long name (``رجب طيب`` +
+    ``أردوغان``): its training data splits some names so. Two or more mentions that
+    follow each other word for word, share a label, and together spell a name the
+    gazetteer lists with that label become one mention; its score is the mean over
+    its words, as for any mention. Names the gazetteer does not know stay as tagged.
+    """
+    gazetteer = gazetteer or default_gazetteer()
+    joined: list[WordSpan] = []
+    index = 0
+    while index < len(spans):
+        span = spans[index]
+        best_end = index
+        for end in range(index + 1, len(spans)):
+            previous, current = spans[end - 1], spans[end]
+            if current.label != span.label or current.first != previous.last + 1:
+                break
+            name = fold(" ".join(words[span.first : current.last + 1]))
+            if gazetteer.labels.get(name) == span.label:
+                best_end = end
+        if best_end == index:
+            joined.append(span)
+        else:
+            parts = spans[index : best_end + 1]
+            n_words = sum(p.last - p.first + 1 for p in parts)
+            score = sum(p.score * (p.last - p.first + 1) for p in parts) / n_words
+            joined.append(WordSpan(span.label, span.first, parts[-1].last, float(score)))
+        index = best_end + 1
+    return joined

@@ -31,6 +31,7 @@ from serving.groups import EntityGroup, name_and_group
 from serving.language import too_little_arabic
 from serving.lexical import LexicalHead
 from serving.metadata import MODEL_ENV, TOKENIZER_NAME, ModelMetadata
+from serving.names import join_known_names
 from serving.normalise import Normalised, normalise
 from serving.session import ENTITY_OUTPUT, TOPIC_OUTPUT, OnnxSession
 from serving.spans import Entity, to_entities
@@ -339,7 +340,10 @@ class Predictor:
         if scores.word_logits is not None and len(prepared.words):
             log_probs = log_softmax(scores.word_logits)
             tag_ids = decode_tags(log_probs, self.entity_tags, self.metadata.decoder)
-            spans = tags_to_spans(tag_ids, np.exp(log_probs), self.entity_tags)
+            spans = join_known_names(
+                tags_to_spans(tag_ids, np.exp(log_probs), self.entity_tags),
+                [word.text for word in prepared.words],
+            )
             entities = to_entities(spans, prepared.words, prepared.normalised)
         entities, groups = name_and_group(prepared.normalised.original, entities)
         topic_scores: dict[str, float] = {}

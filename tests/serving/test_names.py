@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 
 from benchmarks.articles import NAMES_FIXTURE, score_names
 from serving.gazetteer import Gazetteer, default_gazetteer, fold
-from serving.names import clean_names, name_tokens, surface
+from serving.decode import WordSpan
+from serving.names import clean_names, join_known_names, name_tokens, surface
 
 MUST_STAY_WHOLE = ("وارسو", "بيروت", "لبنان", "فرنسا")
 
@@ -98,3 +99,36 @@ def test_clean_names_of_real_mentions() -> None:
     score = score_names(fixture_rows("mentions"))
     assert score.accuracy >= 0.95, score.wrong
     assert score.lost_letters == []
+
+
+class TestJoinKnownNames:
+    WORDS = ["التقى", "رجب", "طيب", "أردوغان", "محمد", "صلاح", "في", "أنقرة"]
+
+    def test_pieces_of_a_known_name_become_one_mention(self) -> None:
+        spans = [WordSpan("PER", 1, 2, 0.9), WordSpan("PER", 3, 3, 0.6)]
+        [joined] = join_known_names(spans, self.WORDS)
+        assert (joined.label, joined.first, joined.last) == ("PER", 1, 3)
+        assert joined.score == pytest.approx((0.9 * 2 + 0.6) / 3)
+
+    def test_unknown_or_mixed_neighbours_stay_apart(self) -> None:
+        gazetteer = Gazetteer.from_names([("PER", "رجب طيب أردوغان")])
+        unknown = [WordSpan("PER", 3, 3, 0.9), WordSpan("PER", 4, 5, 0.9)]
+        assert join_known_names(unknown, self.WORDS, gazetteer) == unknown
+        other_label = [WordSpan("PER", 1, 2, 0.9), WordSpan("LOC", 3, 3, 0.9)]
+        assert join_known_names(other_label, self.WORDS, gazetteer) == other_label
+        gap = [WordSpan("PER", 1, 1, 0.9), WordSpan("PER", 3, 3, 0.9)]
+        assert join_known_names(gap, self.WORDS, gazetteer) == gap
+        as_place = Gazetteer.from_names([("LOC", "رجب طيب أردوغان")])
+        split = [WordSpan("PER", 1, 2, 0.9), WordSpan("PER", 3, 3, 0.9)]
+        assert join_known_names(split, self.WORDS, as_place) == split
+
+    def test_the_longest_known_run_wins_and_the_rest_follows(self) -> None:
+        gazetteer = Gazetteer.from_names([("PER", "رجب طيب"), ("PER", "رجب طيب أردوغان")])
+        spans = [
+            WordSpan("PER", 1, 1, 1.0),
+            WordSpan("PER", 2, 2, 1.0),
+            WordSpan("PER", 3, 3, 1.0),
+            WordSpan("LOC", 7, 7, 0.8),
+        ]
+        joined = join_known_names(spans, self.WORDS, gazetteer)
+        assert [(s.first, s.last, s.label) for s in joined] == [(1, 3, "PER"), (7, 7, "LOC")]
