@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -113,6 +114,16 @@ class ModelMetadata(BaseModel):
     def entity_tags(self) -> list[str]:
         """BIO tags in the column order of the entity head."""
         return bio_tags(self.entity_types) if self.entity_types else []
+
+    @property
+    def sections(self) -> list[str]:
+        """Topic labels of kind ``section`` (one primary per article)."""
+        return [label for label in self.topic_labels if self.topic_kinds.get(label) == "section"]
+
+    def primary_section(self, topic_scores: Mapping[str, float]) -> str | None:
+        """The best-scoring section of an article's topic scores (None without sections)."""
+        scored = [label for label in self.sections if label in topic_scores]
+        return max(scored, key=lambda label: topic_scores[label]) if scored else None
 
     @property
     def max_content(self) -> int:

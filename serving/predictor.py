@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from serving.decode import decode_tags, log_softmax, sigmoid, tags_to_spans, topics_over_threshold
-from serving.errors import ModelLoadError
+from serving.errors import ConfigError, ModelLoadError
 from serving.groups import EntityGroup, name_and_group
 from serving.language import too_little_arabic
 from serving.lexical import LexicalHead
@@ -194,7 +194,19 @@ class Predictor:
         )
 
     def with_stories(self, stories: StoryScorer | None) -> Predictor:
-        """The same loaded model scoring these story definitions (or none) beside its heads."""
+        """The same loaded model scoring these story definitions (or none) beside its heads.
+
+        Raises:
+            ConfigError: A definition excludes a section this model does not have.
+        """
+        sections = self.metadata.sections
+        for story in stories.stories if stories is not None else ():
+            unknown = sorted(set(story.definition.exclude_sections) - set(sections))
+            if unknown:
+                raise ConfigError(
+                    f"story {story.name}: field exclude_sections: {', '.join(unknown)} "
+                    f"is not a section of model {self.metadata.name} ({', '.join(sections)})"
+                )
         return Predictor(
             self.metadata, self.tokenizer, self.session, self.model_dir, self.lexical, stories
         )
@@ -426,7 +438,12 @@ class Predictor:
         assert self.stories is not None
         entities = [[(e.text, e.label) for e in r.entities] for r in results]
         # The trained heads' own scores are evidence too (see serving/stories/scorer.py).
-        probabilities = self.stories.score(texts, entities, [r.topic_scores for r in results])
+        probabilities = self.stories.score(
+            texts,
+            entities,
+            [r.topic_scores for r in results],
+            [self.metadata.primary_section(r.topic_scores) for r in results],
+        )
         thresholds = self.stories.thresholds()
         labels = self.stories.labels
         merged = []

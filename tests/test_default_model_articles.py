@@ -112,5 +112,4 @@ def test_a_ten_sentence_document_finds_what_its_sentences_find(predictor):
         total_together += len(joint)
     assert total_alone > 100
     agreement = 2 * matched / (total_alone + total_together)
-    print(f"agreement {agreement:.4f}")
     assert agreement >= 0.90, f"document vs sentence agreement {agreement:.3f}"

@@ -118,6 +118,11 @@ class StoryDefinition(_Strict):
     examples: Examples
     combiner: Combiner | None = None
     lead_chars: int = Field(default=300, ge=50, description="Characters read as title and lead.")
+    exclude_sections: list[str] = Field(
+        default_factory=list,
+        description="Sections of the model whose articles are never in the story: an article "
+        "whose best-scoring section is one of them scores 0 (a football report from Kyiv).",
+    )
 
     @field_validator("name")
     @classmethod

@@ -18,11 +18,13 @@ Evidence per story (``FEATURES`` in ``schema.py``, in this order):
   replaced, refit with ``python -m training.story_calibration``.
 
 A text that names none of a story's anchors is not in it: its evidence stays 0 and its
-probability is 0 (the anchor gate), and a text naming no anchor of any loaded story
-skips the story encoder. Otherwise a logistic combiner turns the evidence into a
-probability. Its weights come from the definition's ``combiner`` block (the shipped
-stories are fitted on the project's dev set by ``python -m training.story_calibration``)
-or, for a story without labelled data, from :data:`DEFAULT_COMBINER`.
+probability is 0 (the anchor gate); so is a text whose primary section (the model's
+best-scoring section) is one the definition excludes (``exclude_sections``); and a
+text naming no anchor of any loaded story skips the story encoder. Otherwise a
+logistic combiner turns the evidence into a probability. Its weights come from the
+definition's ``combiner`` block (the shipped stories are fitted on the project's dev
+set by ``python -m training.story_calibration``) or, for a story without labelled data,
+from :data:`DEFAULT_COMBINER`.
 """
 
 from __future__ import annotations
@@ -51,15 +53,15 @@ from serving.stories.schema import (
 from serving.stories.terms import TermMatcher, fold
 
 DEFAULT_COMBINER = Combiner(
-    bias=-22.0308,
+    bias=-20.3474,
     weights={
-        "sim_positive": 13.3639,
-        "sim_margin": 32.3295,
-        "sim_description": 9.9179,
-        "anchors_lead": 2.8837,
-        "anchors_body": 0.1104,
-        "context_terms": 0.165,
-        "anchor_entities": 0.734,
+        "sim_positive": 12.5062,
+        "sim_margin": 31.5207,
+        "sim_description": 8.8517,
+        "anchors_lead": 2.7732,
+        "anchors_body": 0.1304,
+        "context_terms": 0.1091,
+        "anchor_entities": 0.6511,
         "model_head": 0.0,
     },
     threshold=0.5,
@@ -151,6 +153,7 @@ class StoryScorer:
         entities: Sequence[Sequence[tuple[str, str]]] | None = None,
         embeddings: np.ndarray | None = None,
         heads: Sequence[Mapping[str, float]] | None = None,
+        sections: Sequence[str | None] | None = None,
     ) -> np.ndarray:
         """Evidence of every story on every text: ``[n_texts, n_stories, len(FEATURES)]``.
 
@@ -159,9 +162,14 @@ class StoryScorer:
             entities: Per document, ``(text, label)`` of the predictor's entity mentions.
             embeddings: Precomputed title-and-lead embeddings (else computed here).
             heads: Per document, the model's topic scores (its trained story heads).
+            sections: Per document, the model's primary section (for ``exclude_sections``).
         """
         folded = [fold(text) for text in texts]
         anchors = self.anchor_counts(folded)
+        if sections is not None:
+            for s, story in enumerate(self.stories):
+                excluded = set(story.definition.exclude_sections)
+                anchors[[section in excluded for section in sections], s] = 0
         if embeddings is None:
             embeddings = self._embed_gated(texts, anchors.any(axis=1))
         out = np.zeros((len(texts), len(self.stories), len(FEATURES)), dtype=np.float64)
@@ -239,11 +247,12 @@ class StoryScorer:
         texts: Sequence[str],
         entities: Sequence[Sequence[tuple[str, str]]] | None = None,
         heads: Sequence[Mapping[str, float]] | None = None,
+        sections: Sequence[str | None] | None = None,
     ) -> np.ndarray:
         """Probability of every story on every text: ``[n_texts, n_stories]``."""
         if not texts or not self.stories:
             return np.zeros((len(texts), len(self.stories)))
-        return self.probabilities(self.evidence(texts, entities, heads=heads))
+        return self.probabilities(self.evidence(texts, entities, heads=heads, sections=sections))
 
     def thresholds(self) -> dict[str, float]:
         """Decision threshold of each story."""

@@ -9,8 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from benchmarks.articles import NAMES_FIXTURE, score_names
-from serving.gazetteer import Gazetteer, default_gazetteer, fold
 from serving.decode import WordSpan
+from serving.gazetteer import Gazetteer, default_gazetteer, fold
 from serving.names import clean_names, join_known_names, name_tokens, surface
 
 MUST_STAY_WHOLE = ("وارسو", "بيروت", "لبنان", "فرنسا")
