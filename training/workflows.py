@@ -150,6 +150,16 @@ def run_evaluate(
     predictor = Predictor.load(model_dir, threads=threads, variant=variant)
     metadata = predictor.metadata
     config = config_of_model(metadata.training, str(model_dir), config_path, overrides, data_root)
+    if config.topics is not None:
+        # The caps on topic articles are a training budget: a held-out split is scored
+        # whole, the dev split as export scores it for its choices.
+        config = validate_config(
+            config.model_dump(mode="json"),
+            str(model_dir),
+            list(UNCAPPED_TOPICS),
+            config.root,
+            config.recipe_dir,
+        )
     corpora = load_corpora(config, with_test=split == "test")
     report = evaluate_model(predictor, config, corpora, split)
     if baseline and "topic" in report and config.topics is not None:

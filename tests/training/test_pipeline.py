@@ -104,6 +104,20 @@ def test_evaluate_reports_entity_and_topic_scores(tiny_model_dir, tiny_data_root
     assert stored["entity"]["micro_f1"] == entity["micro_f1"]
 
 
+def test_evaluate_scores_the_whole_dev_split_whatever_the_training_cap(
+    tiny_model_dir, tiny_data_root
+):
+    from training.workflows import run_evaluate
+
+    capped = ["topics.max_dev_examples=2"]
+    report = run_evaluate(
+        tiny_model_dir, None, capped, split="dev", threads=1, data_root=tiny_data_root
+    )
+    stored = ModelMetadata.load(tiny_model_dir).metrics["dev"]["int8"]["topic"]
+    # Export scored its choices on the whole dev split; evaluate scores the same texts.
+    assert report["topic"]["n_documents"] == stored["n_documents"] > 2
+
+
 def test_sentencepiece_encoder_trains_and_exports_end_to_end(tmp_path, tiny_corpora):
     from training.workflows import run_export, run_train
 
