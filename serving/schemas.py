@@ -239,6 +239,10 @@ class StoryInfo(BaseModel):
     anchors: list[str] = Field(description="Names of the key entities and terms.")
     positive_examples: int
     near_miss_examples: int
+    exclude_sections: list[str] = Field(
+        default_factory=list,
+        description="Sections whose articles never belong to the story (they score 0).",
+    )
     replaces_model_head: bool = Field(
         description="Whether the model also has a trained head of this name (it is replaced)."
     )

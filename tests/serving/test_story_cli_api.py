@@ -106,6 +106,8 @@ def test_api_lists_stories_and_kinds() -> None:
         assert {"russia_ukraine", "middle_east_conflict", "sudan_war"} <= set(by_label)
         assert by_label["sudan_war"]["calibrated_on"] is None
         assert by_label["russia_ukraine"]["replaces_model_head"] is True
+        assert by_label["russia_ukraine"]["exclude_sections"] == ["sport"]
+        assert by_label["sudan_war"]["exclude_sections"] == []
         topics = {t["label"]: t for t in client.get("/v1/model").json()["topics"]}
         assert topics["sudan_war"]["kind"] == "story"
         assert topics["sudan_war"]["source"] == "definition"

@@ -86,6 +86,7 @@ def stories_info(predictor: Predictor) -> StoriesResponse:
                 anchors=[term.name for term in story.definition.terms.anchors],
                 positive_examples=len(story.definition.examples.positive),
                 near_miss_examples=len(story.definition.examples.near_miss),
+                exclude_sections=list(story.definition.exclude_sections),
                 replaces_model_head=story.name in predictor.metadata.topic_labels,
             )
             for story in scorer.stories
