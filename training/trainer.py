@@ -398,26 +398,22 @@ def train(config: KhabarConfig, output: Path, show_progress: bool = True) -> Pat
             "train_loss": {k: round(float(np.mean(v)), 4) for k, v in running.items() if v},
         }
         if settings.eval_every_epoch or step >= total_steps:
-            record["dev"] = dev_scores(model, metadata, tokenizer, corpora, config)
-            score = _selection_score(
-                record["dev"], entities_only=not settings.topic_encoder_gradient
-            )
-            record["selection_score"] = score
-            if score > best:
-                best = score
-                model.save(output / CHECKPOINT_DIR)
-                record["saved"] = True
+            # The averaged weights, if kept, compete with the raw ones for the checkpoint.
+            candidates: list[tuple[KhabarModel, str, str, bool | str]] = [
+                (model, "dev", "selection_score", True)
+            ]
             if ema is not None:
-                # The averaged weights compete with the raw ones for the checkpoint.
-                record["dev_ema"] = dev_scores(ema.module, metadata, tokenizer, corpora, config)
-                ema_score = _selection_score(
-                    record["dev_ema"], entities_only=not settings.topic_encoder_gradient
+                candidates.append((ema.module, "dev_ema", "ema_selection_score", "ema"))
+            for candidate, scores_key, score_key, mark in candidates:
+                record[scores_key] = dev_scores(candidate, metadata, tokenizer, corpora, config)
+                score = _selection_score(
+                    record[scores_key], entities_only=not settings.topic_encoder_gradient
                 )
-                record["ema_selection_score"] = ema_score
-                if ema_score > best:
-                    best = ema_score
-                    ema.module.save(output / CHECKPOINT_DIR)
-                    record["saved"] = "ema"
+                record[score_key] = score
+                if score > best:
+                    best = score
+                    candidate.save(output / CHECKPOINT_DIR)
+                    record["saved"] = mark
         logger.info("epoch %d: %s", epoch, json.dumps(record, ensure_ascii=False))
         history.append(record)
         _write_run(output, config, corpora, metadata, history)
