@@ -427,6 +427,19 @@ class Predictor:
         """
         return Analysis(self, prepared, ids, batch_size)
 
+    def story_inputs(self, results: Sequence[DocumentResult]) -> dict[str, list[Any]]:
+        """What story evidence reads from the model's results, as ``StoryScorer`` arguments.
+
+        Entity mentions (anchors among them count), the trained heads' own scores, and the
+        primary section (for a definition's ``exclude_sections``); serving and calibration
+        both take them from here, so a story is fitted on what it is scored with.
+        """
+        return {
+            "entities": [[(e.text, e.label) for e in r.entities] for r in results],
+            "heads": [r.topic_scores for r in results],
+            "sections": [self.metadata.primary_section(r.topic_scores) for r in results],
+        }
+
     def add_stories(
         self, texts: Sequence[str], results: Sequence[DocumentResult]
     ) -> list[DocumentResult]:
@@ -436,14 +449,7 @@ class Predictor:
         definition was measured against it on the project's story set (README).
         """
         assert self.stories is not None
-        entities = [[(e.text, e.label) for e in r.entities] for r in results]
-        # The trained heads' own scores are evidence too (see serving/stories/scorer.py).
-        probabilities = self.stories.score(
-            texts,
-            entities,
-            [r.topic_scores for r in results],
-            [self.metadata.primary_section(r.topic_scores) for r in results],
-        )
+        probabilities = self.stories.score(texts, **self.story_inputs(results))
         thresholds = self.stories.thresholds()
         labels = self.stories.labels
         merged = []

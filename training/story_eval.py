@@ -49,13 +49,7 @@ def collect(
     texts = [item.text for item in items]
     if results is None:
         results = predictor.analyze(texts)
-    entities = [[(e.text, e.label) for e in r.entities] for r in results]
-    evidence = scorer.evidence(
-        texts,
-        entities,
-        heads=[r.topic_scores for r in results],
-        sections=[predictor.metadata.primary_section(r.topic_scores) for r in results],
-    )
+    evidence = scorer.evidence(texts, **predictor.story_inputs(results))
     rules = load_story_rules(RULES_PATH)
     rule_labels = [rules.apply(item.text, item.section) for item in items]
     head = {
