@@ -30,7 +30,7 @@ import logging
 import re
 import stat
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, TextIO
@@ -47,6 +47,12 @@ JSONL_SUFFIXES = frozenset({".jsonl", ".ndjson"})
 CSV_SUFFIXES = frozenset({".csv"})
 TSV_SUFFIXES = frozenset({".tsv", ".tab"})
 TXT_SUFFIXES = frozenset({".txt"})
+# The record formats both engines read, by suffix; each engine adds its own (txt, parquet).
+RECORD_FORMATS: dict[str, frozenset[str]] = {
+    "jsonl": JSONL_SUFFIXES,
+    "csv": CSV_SUFFIXES,
+    "tsv": TSV_SUFFIXES,
+}
 _FORMATS_HINT = ".jsonl, .ndjson, .csv, .tsv, .txt, a directory of .txt files, or - for stdin"
 # Excel and Notepad prefix UTF-8 files with a byte-order mark; it is not part of the text.
 _BOM = "\ufeff"
@@ -114,16 +120,16 @@ def input_format(name: str) -> str:
     path = Path(name)
     if path.is_dir():
         return "dir"
-    suffix = path.suffix.lower()
-    for fmt, suffixes in (
-        ("jsonl", JSONL_SUFFIXES),
-        ("csv", CSV_SUFFIXES),
-        ("tsv", TSV_SUFFIXES),
-        ("txt", TXT_SUFFIXES),
-    ):
-        if suffix in suffixes:
-            return fmt
-    raise InputError(f"cannot tell the format of {name}: use {_FORMATS_HINT}")
+    fmt = format_by_suffix(name, {**RECORD_FORMATS, "txt": TXT_SUFFIXES})
+    if fmt is None:
+        raise InputError(f"cannot tell the format of {name}: use {_FORMATS_HINT}")
+    return fmt
+
+
+def format_by_suffix(name: str, formats: Mapping[str, frozenset[str]]) -> str | None:
+    """The format whose suffixes hold ``name``'s suffix (any case), or None."""
+    suffix = Path(name).suffix.lower()
+    return next((fmt for fmt, suffixes in formats.items() if suffix in suffixes), None)
 
 
 def check_inputs(names: Sequence[str], fields: FieldNames = DEFAULT_FIELDS) -> None:

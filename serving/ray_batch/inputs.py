@@ -28,17 +28,16 @@ from pathlib import Path
 from typing import Any
 
 from serving.cli.readers import (
-    CSV_SUFFIXES,
     DEFAULT_FIELDS,
-    JSONL_SUFFIXES,
+    RECORD_FORMATS,
     STDIN,
-    TSV_SUFFIXES,
     FieldNames,
     Item,
     Record,
     RecordError,
     _make_item,
     check_inputs,
+    format_by_suffix,
     read_inputs,
 )
 from serving.errors import InputError, LimitExceeded
@@ -116,16 +115,10 @@ def file_format(name: str) -> str:
     Raises:
         InputError: The suffix is none the Ray engine reads.
     """
-    suffix = Path(name).suffix.lower()
-    for fmt, suffixes in (
-        ("jsonl", JSONL_SUFFIXES),
-        ("csv", CSV_SUFFIXES),
-        ("tsv", TSV_SUFFIXES),
-        ("parquet", PARQUET_SUFFIXES),
-    ):
-        if suffix in suffixes:
-            return fmt
-    raise InputError(f"--engine ray cannot read {name}: use {FORMATS_HINT}")
+    fmt = format_by_suffix(name, {**RECORD_FORMATS, "parquet": PARQUET_SUFFIXES})
+    if fmt is None:
+        raise InputError(f"--engine ray cannot read {name}: use {FORMATS_HINT}")
+    return fmt
 
 
 def resolve_inputs(names: Sequence[str], fields: FieldNames = DEFAULT_FIELDS) -> list[InputFile]:
