@@ -84,6 +84,10 @@ class ModelMetadata(BaseModel):
     normaliser: NormaliserSettings = Field(default_factory=NormaliserSettings)
     max_length: int = 256
     stride: int = 64
+    # How long documents are cut into windows (serving/windows.py): "tokens" wherever
+    # the count falls (models exported before sentence windows), "sentences" only
+    # where a sentence begins.
+    window_plan: Literal["tokens", "sentences"] = "tokens"
     decoder: Decoder = "viterbi"
     topic_windows: Literal["mean", "first"] = "mean"
     lexical_head: str | None = None  # file of the lexical topic head (serving/lexical.py)

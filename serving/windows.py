@@ -1,12 +1,22 @@
 """Overlapping windows over a document's sub-tokens, and merging their outputs.
 
 Encoders read at most ``max_length`` tokens; news articles are often longer.
-Each window overlaps the previous one by ``stride`` tokens, and each token's
-prediction comes from the window in which it has the most context on both sides.
+Two plans cover a long document:
+
+- ``tokens`` (:func:`plan_windows`): equal windows, each overlapping the previous one
+  by ``stride`` tokens, cut wherever the count falls;
+- ``sentences`` (:func:`plan_sentence_windows`): windows of whole sentences, cut only
+  where a sentence begins (:mod:`serving.sentences`), so that a sentence reads the
+  same in a long article as in a short one; a sentence longer than a window is read
+  in overlapping windows of its own.
+
+Each token's prediction comes from the window in which it has the most context on
+both sides.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -54,6 +64,56 @@ def plan_windows(doc: int, n_tokens: int, max_content: int, stride: int) -> list
     step = -(-(n_tokens - size) // (count - 1))
     starts = [min(i * step, n_tokens - size) for i in range(count)]
     return [Window(doc, start, start + size) for start in starts]
+
+
+def plan_sentence_windows(
+    doc: int, n_tokens: int, max_content: int, stride: int, sentence_starts: Sequence[int]
+) -> list[Window]:
+    """Cover ``n_tokens`` content tokens with windows of whole sentences.
+
+    A document that fits one window is one window. A longer one is cut only at
+    ``sentence_starts``: each window takes whole sentences up to ``max_content``
+    tokens, ending at the sentence start closest to an even share of what is left
+    (so the windows come out about equally long, as few as the limit allows for whole
+    sentences). A sentence longer than ``max_content`` is read alone, in the
+    overlapping windows :func:`plan_windows` gives it. Windows never overlap
+    otherwise: every token is read once.
+
+    Args:
+        doc: Index of the document the windows belong to.
+        n_tokens: Number of content tokens (without special tokens).
+        max_content: Window size limit in content tokens.
+        stride: Overlap of the windows inside a sentence longer than ``max_content``.
+        sentence_starts: Token positions where a sentence begins (any order).
+
+    Returns:
+        Windows in order, covering ``[0, n_tokens)``.
+    """
+    if max_content <= 0 or not 0 <= stride < max_content:
+        raise ValueError(f"need 0 <= stride ({stride}) < window size ({max_content})")
+    if n_tokens <= max_content:
+        return [Window(doc, 0, n_tokens)]
+    cuts = sorted({c for c in sentence_starts if 0 < c < n_tokens})
+    windows: list[Window] = []
+    start = 0
+    while start < n_tokens:
+        remaining = n_tokens - start
+        if remaining <= max_content:
+            windows.append(Window(doc, start, n_tokens))
+            break
+        target = start + remaining / -(-remaining // max_content)
+        fitting = [c for c in cuts if start < c <= start + max_content]
+        if fitting:
+            end = min(fitting, key=lambda c: (abs(c - target), -c))
+            windows.append(Window(doc, start, end))
+        else:  # one sentence longer than a window: overlapping windows of its own
+            end = next((c for c in cuts if c > start), n_tokens)
+            windows += [
+                Window(doc, start + w.start, start + w.end)
+                for w in plan_windows(doc, end - start, max_content, stride)
+            ]
+        start = end
+    return windows
 
 
 def merge_token_scores(

@@ -194,8 +194,13 @@ def render_card(metadata: ModelMetadata, notes: str = "") -> str:
     if source:
         parts.append(f"- base weights: {source.get('weights_quantization', '')}")
     parts.append(
-        f"- window {metadata.max_length} tokens, stride {metadata.stride}; "
-        f"decoder `{metadata.decoder}`"
+        f"- windows of at most {metadata.max_length} tokens, cut "
+        + (
+            f"where sentences begin (overlap {metadata.stride} inside an over-long sentence)"
+            if metadata.window_plan == "sentences"
+            else f"every so many tokens (overlap {metadata.stride})"
+        )
+        + f"; decoder `{metadata.decoder}`"
     )
     parts.append(f"- normaliser: `{metadata.normaliser.model_dump()}`")
     parts.append(f"- files: {metadata.onnx_files} (default `{metadata.default_variant}`)")

@@ -149,14 +149,31 @@ class WindowConfig(_Frozen):
     max_length: int = Field(256, ge=8, le=512)
     stride: int = Field(64, ge=0)
     topic_train_max_length: int = Field(256, ge=8, le=512)
+    # Serving (written into the model's metadata): how long documents are cut, and the
+    # window size there (default: max_length). Training packs are unaffected.
+    plan: Literal["tokens", "sentences"] = "tokens"
+    serving_max_length: int | None = Field(None, ge=8, le=512)
+    serving_stride: int | None = Field(None, ge=0)
 
     @model_validator(mode="after")
     def _stride_fits(self) -> WindowConfig:
-        if self.stride >= self.max_length - 2:
-            raise ValueError(
-                f"stride ({self.stride}) must be below max_length - 2 ({self.max_length - 2})"
-            )
+        for length, stride in (
+            (self.max_length, self.stride),
+            (self.serving_length, self.serving_overlap),
+        ):
+            if stride >= length - 2:
+                raise ValueError(f"stride ({stride}) must be below max_length - 2 ({length - 2})")
         return self
+
+    @property
+    def serving_length(self) -> int:
+        """Window size the exported model reads documents in."""
+        return self.serving_max_length or self.max_length
+
+    @property
+    def serving_overlap(self) -> int:
+        """Overlap of serving windows (inside an over-long sentence, with ``sentences``)."""
+        return self.stride if self.serving_stride is None else self.serving_stride
 
 
 class TrainingConfig(_Frozen):

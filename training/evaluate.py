@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from serving.predictor import Predictor
+from serving.predictor import DEFAULT_BATCH_SIZE, Predictor
 from serving.spans import Entity
 from training.config import KhabarConfig
 from training.data.conll import Sentence
@@ -39,7 +39,7 @@ def spans_to_token_tags(sentence: Sentence, entities: Sequence[Entity]) -> list[
 
 
 def entity_report(
-    predictor: Predictor, sentences: Sequence[Sentence], batch_size: int = 32
+    predictor: Predictor, sentences: Sequence[Sentence], batch_size: int = DEFAULT_BATCH_SIZE
 ) -> dict[str, Any]:
     """Entity micro-F1 and per-type precision/recall/F1 (seqeval, strict IOB2)."""
     from seqeval.metrics import classification_report
@@ -91,7 +91,7 @@ def entity_document_report(
     predictor: Predictor,
     sentences: Sequence[Sentence],
     sizes: Sequence[int] = (1, 5, 20),
-    batch_size: int = 32,
+    batch_size: int = DEFAULT_BATCH_SIZE,
 ) -> dict[str, Any]:
     """Entity F1 with sentences packed into documents of each size; headline = largest size.
 
@@ -121,7 +121,7 @@ def entity_document_report(
 
 
 def span_report(
-    predictor: Predictor, documents: Sequence[SpanDocument], batch_size: int = 32
+    predictor: Predictor, documents: Sequence[SpanDocument], batch_size: int = DEFAULT_BATCH_SIZE
 ) -> dict[str, Any]:
     """Exact-span entity F1 on texts as sent (no re-tokenisation), overall and per type.
 
@@ -158,7 +158,7 @@ def span_report(
 
 
 def topic_probabilities(
-    predictor: Predictor, examples: Sequence[TopicExample], batch_size: int = 32
+    predictor: Predictor, examples: Sequence[TopicExample], batch_size: int = DEFAULT_BATCH_SIZE
 ) -> np.ndarray:
     """Topic probabilities ``[n_examples, n_labels]`` in the model's label order."""
     labels = predictor.metadata.topic_labels

@@ -53,7 +53,10 @@ class ServerSettings(BaseSettings):
     batch_size: int = Field(
         default=DEFAULT_BATCH_SIZE,
         ge=1,
-        description="Windows per encoder call; a call holds windows of one document only.",
+        description=(
+            "Windows per encoder call; a call holds windows of one document only. "
+            "Default 1: each window's answer depends on its own text only."
+        ),
     )
     # -- what a request may ask for (413 beyond) --
     max_chars_per_document: int = Field(default=DEFAULT_MAX_CHARS_PER_DOCUMENT, ge=1)

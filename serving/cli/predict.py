@@ -60,7 +60,10 @@ OUTPUT_HELP = (
     "to write partitions and their manifest to."
 )
 MODEL_HELP = "Exported model directory (default: the model shipped inside the package)."
-BATCH_SIZE_HELP = "Windows (of up to max_length tokens) per encoder call."
+BATCH_SIZE_HELP = (
+    "Windows of one document per encoder call (default 1: each window's answer depends on "
+    "its own text only; more is a little faster on long articles)."
+)
 THREADS_HELP = "onnxruntime intra-op threads (default: CPUs available, up to 8)."
 TEXT_FIELD_HELP = "JSON key or CSV/TSV column holding the text."
 ID_FIELD_HELP = "JSON key or CSV/TSV column holding the id (default id: FILE:LINE)."

@@ -177,3 +177,27 @@ def test_the_analysis_runs_one_encoder_call_per_step(tiny):
     assert steps == expected == len(predictor.session.calls)
     assert [r.id for r in analysis.results()] == ["a", "b"]
     assert analysis.results() == predictor.analyze(texts, ["a", "b"], batch_size=2)
+
+
+def test_sentence_windows_cut_long_documents_only_where_sentences_begin(tiny):
+    predictor = tiny.with_metadata(window_plan="sentences", max_length=40, stride=8)
+    text = " ".join(f"وصل الوفد {i} إلى بيروت صباح اليوم ." for i in range(30))
+    [item] = predictor.prepare([text])
+    assert len(item.windows) > 2
+    words = item.words
+    first = item.encoded.word_first_token
+    # A window begins at the first token of a sentence's first word ("وصل").
+    sentence_first_tokens = {int(first[i]) for i, w in enumerate(words) if w.text == "وصل"}
+    starts = {w.start for w in item.windows}
+    assert starts <= sentence_first_tokens
+    assert all(w.length <= predictor.metadata.max_content for w in item.windows)
+    for previous, current in zip(item.windows, item.windows[1:], strict=False):
+        assert previous.end == current.start  # every token read once
+
+
+def test_by_default_each_encoder_call_reads_one_window(tiny):
+    predictor = scripted(tiny)
+    texts = ["وصل الوفد إلى بيروت صباح اليوم . " * 30]
+    predictor.analyze(texts)
+    assert len(predictor.session.calls) > 1
+    assert all(shape[0] == 1 for shape in predictor.session.calls)

@@ -30,7 +30,7 @@ from serving.api.settings import ServerSettings
 from serving.cli.readers import Record
 from serving.cli.records import predict_records
 from serving.metadata import DEFAULT_MODEL_DIR
-from serving.predictor import Predictor
+from serving.predictor import DEFAULT_BATCH_SIZE, Predictor
 from tests import tiny
 from tests.serving.test_server import free_port, running_server, wait_for
 
@@ -113,9 +113,11 @@ class TestBatchMates:
             predict_records(records, predictor, out, batch_size=batch_size, chunk_size=chunk_size)
             return [json.loads(line) for line in out.getvalue().splitlines()]
 
-        together = lines(chunk_size=64, batch_size=16)
-        assert together == lines(chunk_size=1, batch_size=16)
-        assert together == lines(chunk_size=5, batch_size=4)  # every document fits 4 windows
+        together = lines(chunk_size=64, batch_size=DEFAULT_BATCH_SIZE)
+        assert together == lines(chunk_size=1, batch_size=DEFAULT_BATCH_SIZE)
+        assert together == lines(chunk_size=5, batch_size=DEFAULT_BATCH_SIZE)
+        # Several windows per call: chunking still changes nothing.
+        assert lines(chunk_size=64, batch_size=16) == lines(chunk_size=1, batch_size=16)
         app = create_app(ServerSettings(), predictor=predictor)
         with TestClient(app) as client:
             api = client.post(
