@@ -53,15 +53,15 @@ from serving.stories.schema import (
 from serving.stories.terms import TermMatcher, fold
 
 DEFAULT_COMBINER = Combiner(
-    bias=-20.3474,
+    bias=-20.3721,
     weights={
-        "sim_positive": 12.5062,
-        "sim_margin": 31.5207,
-        "sim_description": 8.8517,
-        "anchors_lead": 2.7732,
-        "anchors_body": 0.1304,
-        "context_terms": 0.1091,
-        "anchor_entities": 0.6511,
+        "sim_positive": 12.4849,
+        "sim_margin": 31.2904,
+        "sim_description": 8.8775,
+        "anchors_lead": 2.7661,
+        "anchors_body": 0.0464,
+        "context_terms": 0.1049,
+        "anchor_entities": 0.7805,
         "model_head": 0.0,
     },
     threshold=0.5,
