@@ -255,3 +255,36 @@ def join_known_names(
             joined.append(WordSpan(span.label, span.first, parts[-1].last, float(score)))
         index = best_end + 1
     return joined
+
+
+def split_known_pairs(
+    spans: Sequence[WordSpan], words: Sequence[str], gazetteer: Gazetteer | None = None
+) -> list[WordSpan]:
+    """Split a mention that is two known names joined by ``و`` (``بوتين وزيلينسكي``).
+
+    The tagger sometimes runs one mention over two names and the conjunction between
+    them, which Arabic writes as a prefix of the second name. A mention splits before a
+    word that begins with ``و`` only when the words before it, and that word without
+    its ``و`` with the words after it, are each a name the gazetteer lists with the
+    mention's label; both parts keep the mention's score. Anything less certain
+    (``وليد``, unknown names) stays as tagged.
+    """
+    gazetteer = gazetteer or default_gazetteer()
+    out: list[WordSpan] = []
+    for span in spans:
+        cut = None
+        for middle in range(span.first + 1, span.last + 1):
+            word = words[middle]
+            if not word.startswith("و") or len(word) < 3:
+                continue
+            before = fold(" ".join(words[span.first : middle]))
+            after = fold(" ".join([word[1:], *words[middle + 1 : span.last + 1]]))
+            if gazetteer.labels.get(before) == span.label == gazetteer.labels.get(after):
+                cut = middle
+                break
+        if cut is None:
+            out.append(span)
+        else:
+            out.append(WordSpan(span.label, span.first, cut - 1, span.score))
+            out.append(WordSpan(span.label, cut, span.last, span.score))
+    return out

@@ -34,7 +34,7 @@ from serving.groups import EntityGroup, name_and_group
 from serving.language import too_little_arabic
 from serving.lexical import LexicalHead
 from serving.metadata import MODEL_ENV, TOKENIZER_NAME, ModelMetadata
-from serving.names import join_known_names
+from serving.names import join_known_names, split_known_pairs
 from serving.normalise import Normalised, normalise
 from serving.sentences import sentence_start_tokens
 from serving.session import ENTITY_OUTPUT, TOPIC_OUTPUT, OnnxSession
@@ -364,10 +364,9 @@ class Predictor:
         if scores.word_logits is not None and len(prepared.words):
             log_probs = log_softmax(scores.word_logits)
             tag_ids = decode_tags(log_probs, self.entity_tags, self.metadata.decoder)
-            spans = join_known_names(
-                tags_to_spans(tag_ids, np.exp(log_probs), self.entity_tags),
-                [word.text for word in prepared.words],
-            )
+            texts = [word.text for word in prepared.words]
+            spans = tags_to_spans(tag_ids, np.exp(log_probs), self.entity_tags)
+            spans = split_known_pairs(join_known_names(spans, texts), texts)
             entities = to_entities(spans, prepared.words, prepared.normalised)
         entities, groups = name_and_group(prepared.normalised.original, entities)
         topic_scores: dict[str, float] = {}

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from benchmarks.articles import NAMES_FIXTURE, score_names
 from serving.decode import WordSpan
 from serving.gazetteer import Gazetteer, default_gazetteer, fold
-from serving.names import clean_names, join_known_names, name_tokens, surface
+from serving.names import clean_names, join_known_names, name_tokens, split_known_pairs, surface
 
 MUST_STAY_WHOLE = ("وارسو", "بيروت", "لبنان", "فرنسا")
 
@@ -132,3 +132,23 @@ class TestJoinKnownNames:
         ]
         joined = join_known_names(spans, self.WORDS, gazetteer)
         assert [(s.first, s.last, s.label) for s in joined] == [(1, 3, "PER"), (7, 7, "LOC")]
+
+
+class TestSplitKnownPairs:
+    WORDS = ["التقى", "بوتين", "وزيلينسكي", "في", "إسطنبول", "وليد", "جنبلاط", "وحده"]
+
+    def test_two_known_names_joined_by_waw_become_two_mentions(self) -> None:
+        parts = split_known_pairs([WordSpan("PER", 1, 2, 0.8)], self.WORDS)
+        assert [(s.label, s.first, s.last, s.score) for s in parts] == [
+            ("PER", 1, 1, 0.8),
+            ("PER", 2, 2, 0.8),
+        ]
+
+    def test_a_name_that_begins_with_waw_or_an_unknown_part_stays_whole(self) -> None:
+        gazetteer = Gazetteer.from_names([("PER", "بوتين"), ("PER", "جنبلاط")])
+        waw_name = [WordSpan("PER", 5, 6, 0.9)]  # وليد جنبلاط: "ليد" is no name
+        assert split_known_pairs(waw_name, self.WORDS, gazetteer) == waw_name
+        unknown_second = [WordSpan("PER", 1, 2, 0.9)]  # زيلينسكي not listed here
+        assert split_known_pairs(unknown_second, self.WORDS, gazetteer) == unknown_second
+        as_places = Gazetteer.from_names([("LOC", "بوتين"), ("LOC", "زيلينسكي")])
+        assert split_known_pairs(unknown_second, self.WORDS, as_places) == unknown_second
