@@ -65,9 +65,10 @@ def pooled_features(
     return pooled
 
 
-def _section_accuracy(
+def section_accuracy(
     logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor, cols: list[int]
 ) -> float:
+    """Percent of articles with one known section whose best-scoring section is right."""
     known = (mask[:, cols].sum(1) == len(cols)) & (targets[:, cols].sum(1) == 1)
     if not known.any():
         return 0.0
@@ -76,7 +77,8 @@ def _section_accuracy(
     return float((predicted == gold).float().mean() * 100)
 
 
-def _masked_bce(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def masked_bce(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy over the labels each article is known for (mask 1)."""
     raw = nn.functional.binary_cross_entropy_with_logits(logits, targets, reduction="none")
     return (raw * mask).sum() / mask.sum().clamp(min=1.0)
 
@@ -144,8 +146,8 @@ def refit_topic_head(
         logits = model.topic_head(dev_x[current])
         before = {
             "layer": current,
-            "section_accuracy": _section_accuracy(logits, dev_y, dev_m, cols),
-            "loss": float(_masked_bce(logits, dev_y, dev_m)),
+            "section_accuracy": section_accuracy(logits, dev_y, dev_m, cols),
+            "loss": float(masked_bce(logits, dev_y, dev_m)),
         }
     best = (before["section_accuracy"], -before["loss"], current, 0, model.topic_head.state_dict())
     history = []
@@ -158,14 +160,14 @@ def refit_topic_head(
             order = torch.randperm(len(train_x[layer]), generator=generator)
             for start in range(0, len(order), 256):
                 index = order[start : start + 256]
-                loss = _masked_bce(head(train_x[layer][index]), train_y[index], train_m[index])
+                loss = masked_bce(head(train_x[layer][index]), train_y[index], train_m[index])
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
             with torch.no_grad():
                 logits = head(dev_x[layer])
-                accuracy = _section_accuracy(logits, dev_y, dev_m, cols)
-                dev_loss = float(_masked_bce(logits, dev_y, dev_m))
+                accuracy = section_accuracy(logits, dev_y, dev_m, cols)
+                dev_loss = float(masked_bce(logits, dev_y, dev_m))
             history.append(
                 {
                     "layer": layer,

@@ -34,6 +34,7 @@ import numpy as np
 
 from serving.predictor import Predictor
 from serving.session import TOPIC_OUTPUT, OnnxSession
+from serving.windows import merge_document_scores
 from training.config import UNCAPPED_TOPICS, load_config
 from training.data.corpora import load_corpora
 from training.data.topics import TopicExample
@@ -172,46 +173,34 @@ def serving_features(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per article, what serving's topic merge averages: pooled vectors and lexical logits.
 
-    Windows and their weights are the predictor's own (its window plan, one window per
-    call, each weighted by its length), so the features are exactly what the head
-    reads when the model analyses the article.
+    Windows and their merge are the predictor's own (its window plan, one window per
+    call, :func:`serving.windows.merge_document_scores`), so the features are exactly
+    what the head reads when the model analyses the article.
     """
     from tqdm.auto import tqdm
 
     n_labels = len(predictor.metadata.topic_labels)
-    pooled = np.zeros((len(examples), 0), dtype=np.float32)
-    lexical = np.zeros((len(examples), n_labels), dtype=np.float32)
+    pooled: list[np.ndarray] = []
+    lexical: list[np.ndarray] = []
     chunk = 64
     for start in tqdm(
         range(0, len(examples), chunk), desc="features", disable=not show_progress, unit="chunk"
     ):
         prepared = predictor.prepare([e.text for e in examples[start : start + chunk]])
-        for offset, item in enumerate(prepared):
-            weights = np.array([max(w.length, 1) for w in item.windows], dtype=np.float32)
-            vectors, lexicals = [], []
+        for item in prepared:
+            vectors = []
             for window in item.windows:
                 input_ids, attention_mask = predictor.collate(prepared, [window])
                 vectors.append(session.run(input_ids, attention_mask)[POOLED_OUTPUT][0])
-                if predictor.lexical is not None:
-                    ids = item.encoded.ids[window.start : window.end]
-                    lexicals.append(predictor.lexical.logits(ids))
-            if pooled.shape[1] == 0:
-                pooled = np.zeros((len(examples), len(vectors[0])), dtype=np.float32)
-            pooled[start + offset] = (np.stack(vectors) * weights[:, None]).sum(0) / weights.sum()
-            if lexicals:
-                lexical[start + offset] = (np.stack(lexicals) * weights[:, None]).sum(
-                    0
-                ) / weights.sum()
-    return pooled, lexical
-
-
-def _section_accuracy(
-    logits: np.ndarray, targets: np.ndarray, known: np.ndarray, cols: list[int]
-) -> float:
-    rows = known[:, cols].all(1) & (targets[:, cols].sum(1) == 1)
-    if not rows.any():
-        return 0.0
-    return float((logits[rows][:, cols].argmax(1) == targets[rows][:, cols].argmax(1)).mean())
+            pooled.append(merge_document_scores(item.windows, vectors))
+            if predictor.lexical is None:
+                lexical.append(np.zeros(n_labels, dtype=np.float32))
+            else:
+                ids = [item.encoded.ids[w.start : w.end] for w in item.windows]
+                lexical.append(
+                    merge_document_scores(item.windows, [predictor.lexical.logits(i) for i in ids])
+                )
+    return np.stack(pooled).astype(np.float32), np.stack(lexical).astype(np.float32)
 
 
 def fit_section_columns(
@@ -231,6 +220,8 @@ def fit_section_columns(
     """
     import torch
 
+    from training.refit import masked_bce, section_accuracy
+
     torch.manual_seed(seed)
 
     def tensors(split):
@@ -247,22 +238,17 @@ def fit_section_columns(
         return features @ w + b + lexical[:, col_index]
 
     def loss_of(features, lexical, targets, mask):
-        raw = torch.nn.functional.binary_cross_entropy_with_logits(
-            logits(features, lexical), targets[:, col_index], reduction="none"
-        )
-        mask = mask[:, col_index]
-        return (raw * mask).sum() / mask.sum().clamp(min=1.0)
+        return masked_bce(logits(features, lexical), targets[:, col_index], mask[:, col_index])
 
     def dev_score() -> tuple[float, float]:
         with torch.no_grad():
-            full = np.zeros((len(dx), len(bias)), dtype=np.float32)
-            full[:, cols] = logits(dx, dlex).numpy()
-            accuracy = _section_accuracy(full, dy.numpy(), dm.numpy(), cols)
+            own = list(range(len(cols)))  # the section columns, in the order of ``cols``
+            accuracy = section_accuracy(logits(dx, dlex), dy[:, col_index], dm[:, col_index], own)
             return accuracy, float(loss_of(dx, dlex, dy, dm))
 
     accuracy, loss = dev_score()
     best = (accuracy, -loss, 0, w.detach().clone(), b.detach().clone())
-    history = [{"pass": 0, "section_accuracy": round(100 * accuracy, 2), "loss": round(loss, 4)}]
+    history = [{"pass": 0, "section_accuracy": round(accuracy, 2), "loss": round(loss, 4)}]
     for epoch in range(1, epochs + 1):
         order = torch.randperm(len(x), generator=generator)
         for start in range(0, len(order), 256):
@@ -273,7 +259,7 @@ def fit_section_columns(
             optimizer.step()
         accuracy, loss = dev_score()
         history.append(
-            {"pass": epoch, "section_accuracy": round(100 * accuracy, 2), "loss": round(loss, 4)}
+            {"pass": epoch, "section_accuracy": round(accuracy, 2), "loss": round(loss, 4)}
         )
         if (accuracy, -loss) > best[:2]:
             best = (accuracy, -loss, epoch, w.detach().clone(), b.detach().clone())
@@ -282,7 +268,7 @@ def fit_section_columns(
     new_bias[cols] = best[4].numpy()
     report = {
         "before": history[0],
-        "after": {"section_accuracy": round(100 * best[0], 2), "loss": round(-best[1], 4)},
+        "after": {"section_accuracy": round(best[0], 2), "loss": round(-best[1], 4)},
         "chosen_pass": best[2],
         "history": history,
     }
