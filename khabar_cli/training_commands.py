@@ -1,4 +1,4 @@
-"""``khabar train``, ``export``, ``refit-topics``, ``evaluate``, ``ship`` and ``data check``.
+"""The training-side verbs of ``khabar``: train, export, refit, evaluate, ship, data check.
 
 They live on the one ``khabar`` command but import torch and transformers only
 when run, so the runtime works with just the ``serve`` extra installed; ``ship``
@@ -25,6 +25,11 @@ EVALUATE_HELP = "Evaluate an exported model on the dev or test split through the
 REFIT_HELP = (
     "Refit a run's topic head on frozen encoder features of every topic training article "
     "(kept only if the dev split improves)."
+)
+REFIT_SECTIONS_HELP = (
+    "Refit the section columns of an exported model's topic head on the windows serving reads "
+    "(every ONNX file in place; dev picks the pass, thresholds re-tuned). Run after export "
+    "when the recipe reads whole-sentence windows."
 )
 SHIP_HELP = (
     "Copy a model directory with only its default (int8) ONNX file, e.g. into models/default; "
@@ -150,6 +155,32 @@ def register(app: typer.Typer) -> None:
             layers=candidates,
             show_progress=not quiet,
             data_root=data,
+        )
+        _print_report({k: v for k, v in report.items() if k != "history"})
+
+    @app.command("refit-sections", help=REFIT_SECTIONS_HELP)
+    def refit_sections_cli(
+        model_dir: Annotated[Path, typer.Argument(help="An exported model directory.")],
+        config: Annotated[Path, typer.Option(help="Recipe.")] = Path("configs/default.yaml"),
+        features_cache: Annotated[
+            Path | None,
+            typer.Option(help="Keep serving features here, to refit again without the encoder."),
+        ] = None,
+        data: Annotated[Path | None, typer.Option("--data", help=DATA_ROOT_HELP)] = None,
+        threads: Annotated[int | None, typer.Option(help="onnxruntime threads.")] = None,
+        quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+    ) -> None:
+        _require_training_extra()
+        _setup_logging(quiet)
+        from training.section_head import refit_section_head
+
+        report = refit_section_head(
+            model_dir,
+            config,
+            data,
+            threads,
+            show_progress=not quiet,
+            features_cache=features_cache,
         )
         _print_report({k: v for k, v in report.items() if k != "history"})
 

@@ -78,3 +78,8 @@ def test_export_refuses_to_replace_a_directory_that_holds_files(tmp_path):
     result = khabar("export", str(tmp_path / "run"), "-o", str(output))
     assert_one_line_error(result, 2, "is not empty: choose another --output or pass --force")
     assert (output / "keep.txt").read_text(encoding="utf-8") == "mine"
+
+
+def test_refit_sections_of_a_missing_model(tmp_path):
+    result = khabar("refit-sections", str(tmp_path / "model"), "-q")
+    assert_one_line_error(result, 3, "not found")

@@ -109,3 +109,27 @@ def test_refit_rewrites_every_variant_and_the_model_still_loads(
     assert list((tmp_path / "cache").glob("*.npz"))  # features kept for the next refit
     [result] = Predictor.load(model_dir, threads=1).analyze(["زار ماكرون بيروت."])
     assert set(result.topic_scores) == set(metadata.topic_labels)
+
+
+def test_refit_sections_command_prints_the_report(
+    tiny_model_dir, tiny_run, tiny_data_root, tmp_path
+):
+    import json
+    import subprocess
+    import sys
+
+    model_dir = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model_dir)
+    result = subprocess.run(
+        [sys.executable, "-m", "khabar_cli.app", "refit-sections", str(model_dir), "-q"]
+        + ["--config", str(tiny_run.parent / "tiny.yaml"), "--data", str(tiny_data_root)]
+        + ["--threads", "1"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    recorded = ModelMetadata.load(model_dir).training["section_head"]
+    assert report["chosen_pass"] == recorded["chosen_pass"]
+    assert report["dev_articles"] > 0 and "history" not in report
