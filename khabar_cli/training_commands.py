@@ -48,6 +48,11 @@ DATA_ROOT_HELP = (
 )
 FORCE_HELP = "Replace --output even if it holds files."
 
+# Options several commands share, declared once.
+DataRootOption = Annotated[Path | None, typer.Option("--data", help=DATA_ROOT_HELP)]
+ThreadsOption = Annotated[int | None, typer.Option(help="onnxruntime threads.")]
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q")]
+
 
 def _importable(name: str) -> bool:
     try:
@@ -76,7 +81,9 @@ def _setup_logging(quiet: bool) -> None:
 
 
 def _print_report(report: dict[str, Any]) -> None:
-    typer.echo(json.dumps(report, ensure_ascii=False, indent=2))
+    """Print a report as JSON, without its per-pass ``history`` (kept in ``khabar.json``)."""
+    summary = {k: v for k, v in report.items() if k != "history"}
+    typer.echo(json.dumps(summary, ensure_ascii=False, indent=2))
 
 
 def register(app: typer.Typer) -> None:
@@ -89,7 +96,7 @@ def register(app: typer.Typer) -> None:
             "runs/default"
         ),
         overrides: Annotated[list[str] | None, typer.Option("--set", help=OVERRIDE_HELP)] = None,
-        data: Annotated[Path | None, typer.Option("--data", help=DATA_ROOT_HELP)] = None,
+        data: DataRootOption = None,
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     ) -> None:
         _require_training_extra()
@@ -110,9 +117,9 @@ def register(app: typer.Typer) -> None:
         ],
         force: Annotated[bool, typer.Option("--force", help=FORCE_HELP)] = False,
         overrides: Annotated[list[str] | None, typer.Option("--set", help=OVERRIDE_HELP)] = None,
-        data: Annotated[Path | None, typer.Option("--data", help=DATA_ROOT_HELP)] = None,
-        threads: Annotated[int | None, typer.Option(help="onnxruntime threads.")] = None,
-        quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+        data: DataRootOption = None,
+        threads: ThreadsOption = None,
+        quiet: QuietOption = False,
     ) -> None:
         _require_training_extra()
         _setup_logging(quiet)
@@ -136,8 +143,8 @@ def register(app: typer.Typer) -> None:
                 "('last' or an index); the best on dev is kept."
             ),
         ] = "last",
-        data: Annotated[Path | None, typer.Option("--data", help=DATA_ROOT_HELP)] = None,
-        quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+        data: DataRootOption = None,
+        quiet: QuietOption = False,
     ) -> None:
         _require_training_extra()
         _setup_logging(quiet)
@@ -156,7 +163,7 @@ def register(app: typer.Typer) -> None:
             show_progress=not quiet,
             data_root=data,
         )
-        _print_report({k: v for k, v in report.items() if k != "history"})
+        _print_report(report)
 
     @app.command("refit-sections", help=REFIT_SECTIONS_HELP)
     def refit_sections_cli(
@@ -166,9 +173,9 @@ def register(app: typer.Typer) -> None:
             Path | None,
             typer.Option(help="Keep serving features here, to refit again without the encoder."),
         ] = None,
-        data: Annotated[Path | None, typer.Option("--data", help=DATA_ROOT_HELP)] = None,
-        threads: Annotated[int | None, typer.Option(help="onnxruntime threads.")] = None,
-        quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+        data: DataRootOption = None,
+        threads: ThreadsOption = None,
+        quiet: QuietOption = False,
     ) -> None:
         _require_training_extra()
         _setup_logging(quiet)
@@ -182,7 +189,7 @@ def register(app: typer.Typer) -> None:
             show_progress=not quiet,
             features_cache=features_cache,
         )
-        _print_report({k: v for k, v in report.items() if k != "history"})
+        _print_report(report)
 
     @app.command("ship", help=SHIP_HELP)
     def ship_cli(
@@ -190,7 +197,7 @@ def register(app: typer.Typer) -> None:
         output: Annotated[Path, typer.Option("--output", "-o", help="Target directory.")] = Path(
             "models/default"
         ),
-        data: Annotated[Path | None, typer.Option("--data", help=DATA_ROOT_HELP)] = None,
+        data: DataRootOption = None,
     ) -> None:
         from training.ship import run_ship
 
@@ -212,9 +219,9 @@ def register(app: typer.Typer) -> None:
             bool, typer.Option(help="Also score a TF-IDF + linear SVM topic baseline.")
         ] = False,
         overrides: Annotated[list[str] | None, typer.Option("--set", help=OVERRIDE_HELP)] = None,
-        data: Annotated[Path | None, typer.Option("--data", help=DATA_ROOT_HELP)] = None,
-        threads: Annotated[int | None, typer.Option(help="onnxruntime threads.")] = None,
-        quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+        data: DataRootOption = None,
+        threads: ThreadsOption = None,
+        quiet: QuietOption = False,
     ) -> None:
         _require_training_extra()
         _setup_logging(quiet)
@@ -230,7 +237,7 @@ def register(app: typer.Typer) -> None:
 
     @data_app.command("check", help=DATA_CHECK_HELP)
     def data_check_cli(
-        data: Annotated[Path | None, typer.Option("--data", help=DATA_ROOT_HELP)] = None,
+        data: DataRootOption = None,
         config: Annotated[
             Path | None,
             typer.Option(

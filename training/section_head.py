@@ -15,16 +15,14 @@ The refit head is written back into every ONNX variant of the model in float32 (
 384 x labels matrix: nothing to gain from int8), replacing the old head; features
 come from the default variant, the one users run.
 
-Run: ``python -m training.section_head MODEL_DIR --config configs/default.yaml``.
+Run: ``khabar refit-sections MODEL_DIR --config configs/default.yaml``.
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import logging
-import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -377,24 +375,3 @@ def refit_section_head(
     metadata.save(model_dir)
     logger.info("section head: %s", {k: v for k, v in report.items() if k != "history"})
     return report
-
-
-def main(argv: list[str] | None = None) -> None:
-    """Command line: refit one model directory's section columns in place."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("model_dir", type=Path)
-    parser.add_argument("--config", type=Path, default=Path("configs/default.yaml"))
-    parser.add_argument("--data", type=Path, default=None)
-    parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--features-cache", type=Path, default=None)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    report = refit_section_head(
-        args.model_dir, args.config, args.data, args.threads, features_cache=args.features_cache
-    )
-    summary = {k: v for k, v in report.items() if k != "history"}
-    sys.stdout.write(json.dumps(summary, indent=2) + "\n")
-
-
-if __name__ == "__main__":
-    main()
